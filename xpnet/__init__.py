@@ -1,0 +1,46 @@
+"""xpnet: neural-network layers with hand-written forward and backward passes, written
+once against the Python Array API standard, trained on NumPy (CPU), CuPy (CUDA GPU),
+JAX, PyTorch or array-api-strict.
+
+>>> import xpnet
+>>> xpnet.use("cuda")            # or "cpu", "auto", "jax", "torch", "strict"
+>>> model = xpnet.nn.Sequential(xpnet.nn.Linear(64, 32), xpnet.nn.ReLU(), xpnet.nn.Linear(32, 10))
+"""
+
+from __future__ import annotations
+
+from . import functional, gradcheck, init, losses, nn, optim
+from .backend import (
+    Device,
+    asarray,
+    current_device,
+    default_dtype,
+    device_of,
+    gpu_available,
+    to_numpy,
+    use,
+    using,
+)
+from .random import seed
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "Device",
+    "use",
+    "using",
+    "current_device",
+    "default_dtype",
+    "gpu_available",
+    "asarray",
+    "to_numpy",
+    "device_of",
+    "seed",
+    "functional",
+    "nn",
+    "losses",
+    "init",
+    "optim",
+    "gradcheck",
+]

@@ -1,0 +1,247 @@
+"""Numerically stable building blocks, written once against the Array API standard.
+
+Every function takes its namespace from its inputs, so it runs unchanged on NumPy,
+CuPy, JAX, PyTorch and array-api-strict, and keeps the input's dtype and device.
+Forward functions come with the ``*_backward`` function that the layer classes in
+:mod:`xpnet.nn` and :mod:`xpnet.losses` call, so each formula exists once.
+
+Shapes: ``N`` is the batch size, ``D`` input features, ``M`` output features,
+``K`` classes; ``...`` means any leading shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from array_api_compat import array_namespace, device
+
+from .backend import default_dtype, dtype_name
+
+__all__ = [
+    "linear",
+    "linear_backward",
+    "relu",
+    "relu_backward",
+    "sigmoid",
+    "sigmoid_backward",
+    "tanh",
+    "tanh_backward",
+    "logsumexp",
+    "softmax",
+    "softmax_backward",
+    "log_softmax",
+    "one_hot",
+    "clip_probabilities",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_backward",
+    "cross_entropy",
+    "binary_cross_entropy",
+    "binary_cross_entropy_backward",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_backward",
+    "mean_squared_error",
+    "mean_squared_error_backward",
+]
+
+Array = Any
+
+
+# ------------------------------------------------------------------------- linear
+def linear(x: Array, W: Array, b: Array | None = None) -> Array:
+    """Affine map ``x @ W + b``.
+
+    Shapes: x (N, D), W (D, M), b (M,) -> (N, M).
+    """
+    xp = array_namespace(x, W)
+    out = xp.matmul(x, W)
+    return out if b is None else out + b
+
+
+def linear_backward(grad_out: Array, x: Array, W: Array) -> tuple[Array, Array, Array]:
+    """Gradients of :func:`linear`.
+
+    Shapes: grad_out (N, M), x (N, D), W (D, M) -> dx (N, D), dW (D, M), db (M,).
+    """
+    xp = array_namespace(grad_out, x, W)
+    dx = xp.matmul(grad_out, xp.matrix_transpose(W))
+    dW = xp.matmul(xp.matrix_transpose(x), grad_out)
+    db = xp.sum(grad_out, axis=0)
+    return dx, dW, db
+
+
+# -------------------------------------------------------------------- activations
+def relu(x: Array) -> Array:
+    """``max(x, 0)`` elementwise. Shape: (...) -> (...)."""
+    xp = array_namespace(x)
+    return xp.where(x > 0, x, xp.zeros_like(x))
+
+
+def relu_backward(grad_out: Array, x: Array) -> Array:
+    """Gradient of :func:`relu` at input ``x`` (0 at x <= 0). Shapes: (...) -> (...)."""
+    xp = array_namespace(grad_out, x)
+    return xp.where(x > 0, grad_out, xp.zeros_like(grad_out))
+
+
+def sigmoid(x: Array) -> Array:
+    """Logistic function ``1 / (1 + exp(-x))``, computed from ``exp(-|x|)`` so it
+    never overflows: exactly 0 and 1 at -800 and 800, with no warnings.
+    Shape: (...) -> (...)."""
+    xp = array_namespace(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def sigmoid_backward(grad_out: Array, y: Array) -> Array:
+    """Gradient of :func:`sigmoid` given its output ``y``. Shapes: (...) -> (...)."""
+    return grad_out * y * (1.0 - y)
+
+
+def tanh(x: Array) -> Array:
+    """Hyperbolic tangent. Shape: (...) -> (...)."""
+    return array_namespace(x).tanh(x)
+
+
+def tanh_backward(grad_out: Array, y: Array) -> Array:
+    """Gradient of :func:`tanh` given its output ``y``. Shapes: (...) -> (...)."""
+    return grad_out * (1.0 - y * y)
+
+
+# ------------------------------------------------------------------------ softmax
+def logsumexp(x: Array, axis: int = -1, keepdims: bool = False) -> Array:
+    """``log(sum(exp(x), axis))`` with the max shifted out, so large inputs stay finite.
+
+    Shape: (..., K) -> (...) (or (..., 1) with ``keepdims``).
+    """
+    xp = array_namespace(x)
+    m = xp.max(x, axis=axis, keepdims=True)
+    out = m + xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True))
+    return out if keepdims else xp.squeeze(out, axis=axis)
+
+
+def log_softmax(x: Array, axis: int = -1) -> Array:
+    """``x - logsumexp(x)`` along ``axis``. Shape: (..., K) -> (..., K)."""
+    return x - logsumexp(x, axis=axis, keepdims=True)
+
+
+def softmax(x: Array, axis: int = -1) -> Array:
+    """``exp(x) / sum(exp(x))`` along ``axis`` with the max shifted out: finite and
+    summing to 1 even for logits like 2080. Shape: (..., K) -> (..., K)."""
+    xp = array_namespace(x)
+    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
+    return e / xp.sum(e, axis=axis, keepdims=True)
+
+
+def softmax_backward(grad_out: Array, y: Array, axis: int = -1) -> Array:
+    """Gradient of :func:`softmax` given its output ``y``: ``y * (g - sum(g * y))``.
+
+    Shapes: (..., K) -> (..., K).
+    """
+    xp = array_namespace(grad_out, y)
+    return y * (grad_out - xp.sum(grad_out * y, axis=axis, keepdims=True))
+
+
+def one_hot(labels: Array, num_classes: int, dtype: Any = None) -> Array:
+    """One-hot encoding of integer labels, on the labels' device.
+
+    Shapes: labels (...) of integers -> (..., num_classes) of ``dtype`` (default:
+    ``xpnet.default_dtype()``). Labels outside ``[0, num_classes)`` give all-zero
+    rows here; :mod:`xpnet.losses` checks the range and raises.
+    """
+    xp = array_namespace(labels)
+    classes = xp.arange(num_classes, dtype=labels.dtype, device=device(labels))
+    target = getattr(xp, dtype_name(dtype if dtype is not None else default_dtype()))
+    return xp.astype(labels[..., None] == classes, target)
+
+
+def clip_probabilities(p: Array) -> Array:
+    """Clip probabilities into ``[eps, 1 - eps]`` with ``eps`` of ``p``'s own dtype,
+    so their logs are finite (a float64 1e-12 would vanish in float32)."""
+    xp = array_namespace(p)
+    eps = float(xp.finfo(p.dtype).eps)
+    return xp.clip(p, eps, 1.0 - eps)
+
+
+# ------------------------------------------------------------------------- losses
+def _batch_mean(per_sample_sum: Array, n: int) -> Array:
+    return per_sample_sum / float(max(n, 1))
+
+
+def softmax_cross_entropy(logits: Array, target: Array) -> Array:
+    """Mean over the batch of ``-sum(target * log_softmax(logits))``.
+
+    Shapes: logits (N, K); target (N, K) one-hot or class probabilities, in the
+    logits' dtype -> 0-d array. Use :func:`one_hot` for integer labels.
+    """
+    xp = array_namespace(logits, target)
+    return _batch_mean(-xp.sum(target * log_softmax(logits)), logits.shape[0])
+
+
+def softmax_cross_entropy_backward(logits: Array, target: Array) -> Array:
+    """Gradient of :func:`softmax_cross_entropy` w.r.t. the logits:
+    ``(softmax(logits) - target) / N``. Shapes: (N, K), (N, K) -> (N, K)."""
+    return _batch_mean(softmax(logits) - target, logits.shape[0])
+
+
+def cross_entropy(probs: Array, target: Array) -> Array:
+    """Mean over the batch of ``-sum(target * log(p))`` for probabilities ``p``
+    (clipped by the dtype's eps, so exact 0s and 1s stay finite).
+
+    Shapes: probs (N, K), target (N, K) -> 0-d array.
+    """
+    xp = array_namespace(probs, target)
+    return _batch_mean(-xp.sum(target * xp.log(clip_probabilities(probs))), probs.shape[0])
+
+
+def binary_cross_entropy(probs: Array, target: Array) -> Array:
+    """Binary cross-entropy of probabilities: per sample the sum over outputs of
+    ``-(t log p + (1 - t) log(1 - p))``, averaged over the batch; ``p`` is clipped
+    by the dtype's eps so exact 0s and 1s stay finite.
+
+    Shapes: probs (N, ...), target same shape -> 0-d array.
+    """
+    xp = array_namespace(probs, target)
+    p = clip_probabilities(probs)
+    per_elem = target * xp.log(p) + (1.0 - target) * xp.log(1.0 - p)
+    return _batch_mean(-xp.sum(per_elem), probs.shape[0])
+
+
+def binary_cross_entropy_backward(probs: Array, target: Array) -> Array:
+    """Gradient of :func:`binary_cross_entropy` w.r.t. the probabilities:
+    ``(p - t) / (p (1 - p)) / N`` with clipped ``p``. Shapes: (N, ...) -> (N, ...)."""
+    p = clip_probabilities(probs)
+    return _batch_mean((p - target) / (p * (1.0 - p)), probs.shape[0])
+
+
+def binary_cross_entropy_with_logits(logits: Array, target: Array) -> Array:
+    """Binary cross-entropy of ``sigmoid(logits)``, computed stably as
+    ``max(z, 0) - z t + log1p(exp(-|z|))``; summed per sample, averaged over the batch.
+
+    Shapes: logits (N, ...), target same shape -> 0-d array.
+    """
+    xp = array_namespace(logits, target)
+    z = logits
+    per_elem = xp.maximum(z, xp.zeros_like(z)) - z * target + xp.log1p(xp.exp(-xp.abs(z)))
+    return _batch_mean(xp.sum(per_elem), z.shape[0])
+
+
+def binary_cross_entropy_with_logits_backward(logits: Array, target: Array) -> Array:
+    """Gradient of :func:`binary_cross_entropy_with_logits`: ``(sigmoid(z) - t) / N``.
+    Shapes: (N, ...) -> (N, ...)."""
+    return _batch_mean(sigmoid(logits) - target, logits.shape[0])
+
+
+def mean_squared_error(pred: Array, target: Array) -> Array:
+    """Half the sum of squared errors per sample, averaged over the batch:
+    ``sum((pred - target)**2) / (2 N)`` (the classic ``LinearOutput`` loss, whose
+    gradient is simply ``(pred - target) / N``).
+
+    Shapes: pred (N, ...), target same shape -> 0-d array.
+    """
+    xp = array_namespace(pred, target)
+    diff = pred - target
+    return _batch_mean(0.5 * xp.sum(diff * diff), pred.shape[0])
+
+
+def mean_squared_error_backward(pred: Array, target: Array) -> Array:
+    """Gradient of :func:`mean_squared_error`: ``(pred - target) / N``."""
+    return _batch_mean(pred - target, pred.shape[0])

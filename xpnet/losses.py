@@ -1,0 +1,229 @@
+"""Losses with hand-written backward passes.
+
+``loss.forward(pred, target)`` returns a 0-d array on the device (no host sync per
+step; ``float(loss)`` works when you want the number). ``loss.backward()`` returns
+dL/d(pred), already averaged over the batch. The formulas live in
+:mod:`xpnet.functional`.
+
+``forward`` validates targets: shapes always (free), and integer labels' range
+(one host read) unless ``validate=False``. :func:`xpnet.fit` validates the whole
+label set once before training and then skips the per-step check.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from . import functional as F
+from .backend import check_same_device, dtype_name
+from .errors import LabelError, NonFiniteLossError, ShapeError
+
+__all__ = ["Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MeanSquaredError", "get"]
+
+
+def _is_integer(array: Any) -> bool:
+    return dtype_name(array.dtype).startswith(("int", "uint"))
+
+
+class Loss:
+    """Base class. Subclasses implement ``_target`` (shape checks and conversion) and
+    ``_value`` / ``_grad`` from :mod:`xpnet.functional`.
+
+    Args:
+        check_finite: raise :class:`~xpnet.errors.NonFiniteLossError` when the loss is
+            NaN or infinite (costs one host read per call).
+        validate: check integer labels' range on every call (one host read).
+    """
+
+    def __init__(self, *, check_finite: bool = False, validate: bool = True):
+        self.check_finite = check_finite
+        self.validate = validate
+        self._cache: tuple[Any, Any] | None = None
+
+    def __call__(self, pred: Any, target: Any) -> Any:
+        return self.forward(pred, target)
+
+    def forward(self, pred: Any, target: Any) -> Any:
+        """Loss of ``pred`` against ``target`` as a 0-d array on pred's device."""
+        name = type(self).__name__
+        check_same_device(name, {"prediction": pred, "target": target})
+        if pred.ndim < 1 or pred.shape[0] != target.shape[0]:
+            raise ShapeError(
+                f"{name} got predictions of shape {tuple(pred.shape)} and targets of shape "
+                f"{tuple(target.shape)}; both need the same batch size N as the first axis"
+            )
+        if self.validate:
+            self.validate_target(pred.shape, target)
+        t = self._target(pred, target)
+        self._cache = (pred, t)
+        value = self._value(pred, t)
+        if self.check_finite and not bool(array_namespace(value).isfinite(value)):
+            raise NonFiniteLossError(f"{name} is {float(value)}; check the learning rate and the input data")
+        return value
+
+    def backward(self) -> Any:
+        """dL/d(pred) for the last ``forward``, averaged over the batch; pred's shape."""
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward() called before forward()")
+        return self._grad(*self._cache)
+
+    def validate_target(self, pred_shape: tuple[int, ...], target: Any) -> None:
+        """Raise :class:`~xpnet.errors.LabelError` if ``target`` cannot go with
+        predictions of ``pred_shape`` (wrong width, labels out of range). Reads label
+        values back to the host once."""
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    # -- subclass hooks ------------------------------------------------------------
+    def _target(self, pred: Any, target: Any) -> Any:
+        raise NotImplementedError
+
+    def _value(self, pred: Any, target: Any) -> Any:
+        raise NotImplementedError
+
+    def _grad(self, pred: Any, target: Any) -> Any:
+        raise NotImplementedError
+
+
+def _check_label_range(name: str, labels: Any, k: int, what: str) -> None:
+    xp = array_namespace(labels)
+    if labels.shape[0] == 0:
+        return
+    low, high = int(xp.min(labels)), int(xp.max(labels))
+    if low < 0 or high >= k:
+        raise LabelError(f"{name} got labels in [{low}, {high}] but {what} has {k} outputs; labels must be in [0, {k - 1}]")
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Softmax followed by cross-entropy, on logits.
+
+    Shapes: logits (N, K); target either integer class labels (N,) or one-hot /
+    class probabilities (N, K) -> 0-d loss. ``backward()`` returns
+    ``(softmax(logits) - onehot) / N`` of shape (N, K).
+    """
+
+    def validate_target(self, pred_shape, target):
+        name = type(self).__name__
+        if len(pred_shape) != 2:
+            raise ShapeError(f"{name} expects logits of shape (N, K), got {tuple(pred_shape)}")
+        k = pred_shape[1]
+        if _is_integer(target):
+            if target.ndim != 1:
+                raise ShapeError(f"{name} expects integer labels of shape (N,), got {tuple(target.shape)}")
+            _check_label_range(name, target, k, "the model")
+        elif tuple(target.shape) != tuple(pred_shape):
+            raise LabelError(
+                f"{name} got one-hot targets of shape {tuple(target.shape)} for logits of shape "
+                f"{tuple(pred_shape)}; the target width must equal the number of classes {k}"
+            )
+
+    def _target(self, pred, target):
+        if _is_integer(target):
+            return F.one_hot(target, pred.shape[1], dtype=pred.dtype)
+        if tuple(target.shape) != tuple(pred.shape):
+            self.validate_target(pred.shape, target)
+        return array_namespace(target).astype(target, pred.dtype)
+
+    def _value(self, pred, target):
+        return F.softmax_cross_entropy(pred, target)
+
+    def _grad(self, pred, target):
+        return F.softmax_cross_entropy_backward(pred, target)
+
+
+def _same_shape_target(name: str, pred: Any, target: Any) -> Any:
+    """Targets for elementwise losses: same shape as pred; (N,) is accepted for (N, 1)
+    predictions. Anything else is an error, never a silent (N, N) broadcast."""
+    xp = array_namespace(target)
+    if tuple(target.shape) == tuple(pred.shape):
+        return xp.astype(target, pred.dtype)
+    if pred.ndim == 2 and pred.shape[1] == 1 and target.ndim == 1:
+        return xp.astype(xp.reshape(target, (-1, 1)), pred.dtype)
+    raise ShapeError(
+        f"{name} got predictions of shape {tuple(pred.shape)} and targets of shape "
+        f"{tuple(target.shape)}; they must match (targets (N,) are accepted for predictions (N, 1))"
+    )
+
+
+class BinaryCrossEntropy(Loss):
+    """Binary cross-entropy, summed over outputs per sample, averaged over the batch.
+
+    Args:
+        from_logits: ``False`` (default): ``pred`` are probabilities in [0, 1], clipped
+            by the dtype's eps so exact 0s and 1s give finite values. ``True``: ``pred``
+            are logits and the sigmoid is folded in (stabler; prefer it).
+
+    Shapes: pred (N, M) or (N,); target the same shape of 0/1 (or (N,) for (N, 1)
+    pred) -> 0-d loss; ``backward()`` has pred's shape.
+    """
+
+    def __init__(self, from_logits: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.from_logits = from_logits
+
+    def validate_target(self, pred_shape, target):
+        if _is_integer(target):
+            _check_label_range(type(self).__name__, target, 2, "binary cross-entropy")
+
+    def _target(self, pred, target):
+        return _same_shape_target(type(self).__name__, pred, target)
+
+    def _value(self, pred, target):
+        if self.from_logits:
+            return F.binary_cross_entropy_with_logits(pred, target)
+        return F.binary_cross_entropy(pred, target)
+
+    def _grad(self, pred, target):
+        if self.from_logits:
+            return F.binary_cross_entropy_with_logits_backward(pred, target)
+        return F.binary_cross_entropy_backward(pred, target)
+
+    def get_config(self):
+        return {"from_logits": self.from_logits}
+
+    def __repr__(self) -> str:
+        return f"BinaryCrossEntropy(from_logits={self.from_logits})"
+
+
+class MeanSquaredError(Loss):
+    """Half the sum of squared errors per sample, averaged over the batch:
+    ``sum((pred - target)**2) / (2N)``, as the classic ``LinearOutput`` layer, so that
+    ``backward()`` is exactly ``(pred - target) / N``. (PyTorch's ``MSELoss`` is the
+    plain mean over all elements: ``2 / M`` times this for M outputs.)
+
+    Shapes: pred (N, M) or (N,); target the same shape (or (N,) for (N, 1)) -> 0-d.
+    """
+
+    def _target(self, pred, target):
+        return _same_shape_target(type(self).__name__, pred, target)
+
+    def _value(self, pred, target):
+        return F.mean_squared_error(pred, target)
+
+    def _grad(self, pred, target):
+        return F.mean_squared_error_backward(pred, target)
+
+
+_BY_NAME = {
+    "softmax_cross_entropy": SoftmaxCrossEntropy,
+    "cross_entropy": SoftmaxCrossEntropy,
+    "binary_cross_entropy": BinaryCrossEntropy,
+    "bce": BinaryCrossEntropy,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+}
+
+
+def get(loss: str | Loss) -> Loss:
+    """A Loss instance from an instance or a name (``"cross_entropy"``, ``"bce"``, ``"mse"``)."""
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, str) and loss in _BY_NAME:
+        return _BY_NAME[loss]()
+    raise ValueError(f"unknown loss {loss!r}; use a Loss instance or one of {', '.join(_BY_NAME)}")

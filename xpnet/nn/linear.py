@@ -1,0 +1,104 @@
+"""Fully connected layer (``Affine`` in the course exercises)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import functional as F
+from .. import init as _init
+from ..backend import Device, check_same_device, dtype_name
+from ..errors import DtypeMismatchError, ShapeError
+from .module import Module
+
+__all__ = ["Linear", "Affine"]
+
+
+class Linear(Module):
+    """``y = x @ W + b``.
+
+    Shapes: x (N, in_features) -> y (N, out_features); parameters ``W``
+    (in_features, out_features) and ``b`` (out_features,). ``W[:, k]`` is the template
+    of output ``k``, as in the course's linear classifiers.
+
+    Args:
+        in_features, out_features: sizes of the input and output.
+        bias: whether to add ``b``.
+        init: weight initializer: a name from :mod:`xpnet.init` (default
+            ``"xavier_uniform"``), a float std (the course's ``weight_scale``), or a
+            callable ``f(shape, *, dtype, device, rng)``. Biases start at zero.
+        dtype, device: default ``xpnet.default_dtype()`` and the current device.
+        rng: seed or ``numpy.random.Generator`` for the weights (default xpnet's).
+    """
+
+    no_decay = frozenset({"b"})
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        init: Any = "xavier_uniform",
+        *,
+        dtype: Any = None,
+        device: str | Device | None = None,
+        rng: Any = None,
+    ):
+        super().__init__()
+        if in_features < 1 or out_features < 1:
+            raise ValueError(f"Linear needs positive sizes, got in_features={in_features}, out_features={out_features}")
+        self.in_features, self.out_features, self.bias = int(in_features), int(out_features), bool(bias)
+        self.init = init if isinstance(init, (str, int, float)) else getattr(init, "__name__", "custom")
+        weights = _init.get(init)((self.in_features, self.out_features), dtype=dtype, device=device, rng=rng)
+        self.params["W"] = weights
+        if bias:
+            self.params["b"] = _init.zeros((self.out_features,), dtype=dtype_name(weights.dtype), device=device)
+        self.zero_grad()
+        self._x = None
+
+    def _name(self) -> str:
+        return f"Linear({self.in_features}→{self.out_features})"
+
+    def forward(self, x: Any) -> Any:
+        """Shapes: (N, in_features) -> (N, out_features)."""
+        W = self.params["W"]
+        check_same_device(self._name(), {"input": x, "W": W})
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            hint = " (flatten images first with nn.Flatten())" if x.ndim > 2 else ""
+            raise ShapeError(
+                f"{self._name()} got input of shape {tuple(x.shape)}; expected (N, {self.in_features}){hint}"
+            )
+        if x.dtype != W.dtype:
+            raise DtypeMismatchError(
+                f"{self._name()} has {dtype_name(W.dtype)} parameters but got {dtype_name(x.dtype)} input; "
+                f"convert the input with xpnet.asarray(x, dtype='{dtype_name(W.dtype)}') "
+                f"or the model with model.to(dtype='{dtype_name(x.dtype)}')"
+            )
+        self._x = x
+        return F.linear(x, W, self.params.get("b"))
+
+    def backward(self, grad_out: Any) -> Any:
+        """Shapes: (N, out_features) -> (N, in_features); stores dW, db."""
+        if self._x is None:
+            raise RuntimeError(f"{self._name()}.backward() called before forward()")
+        if tuple(grad_out.shape) != (self._x.shape[0], self.out_features):
+            raise ShapeError(
+                f"{self._name()}.backward got gradient of shape {tuple(grad_out.shape)}; "
+                f"expected ({self._x.shape[0]}, {self.out_features})"
+            )
+        dx, dW, db = F.linear_backward(grad_out, self._x, self.params["W"])
+        self.grads["W"] = dW
+        if self.bias:
+            self.grads["b"] = db
+        return dx
+
+    def _moved(self) -> None:
+        self._x = None
+
+    def get_config(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.bias}
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}→{self.out_features}" + ("" if self.bias else ", bias=False")
+
+
+Affine = Linear

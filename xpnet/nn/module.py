@@ -1,0 +1,278 @@
+"""The base class of every layer and model, and the parameter handle optimizers use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from .. import backend as _backend
+
+__all__ = ["Module", "Parameter"]
+
+_LAYERS: dict[str, type[Module]] = {}
+
+
+class Parameter:
+    """A handle on one parameter of one module: ``value`` and ``grad`` read and write
+    the module's ``params`` / ``grads`` dicts.
+
+    Optimizers update through the handle (``p.value = p.value - lr * p.grad``), which
+    works on backends whose arrays are immutable (JAX) as well as on the others.
+    """
+
+    __slots__ = ("module", "name")
+
+    def __init__(self, module: Module, name: str):
+        self.module = module
+        self.name = name
+
+    @property
+    def value(self) -> Any:
+        return self.module.params[self.name]
+
+    @value.setter
+    def value(self, array: Any) -> None:
+        self.module.params[self.name] = array
+
+    @property
+    def grad(self) -> Any:
+        return self.module.grads[self.name]
+
+    @property
+    def decay(self) -> bool:
+        """Whether weight decay (L2) applies: weights yes, biases no (as in
+        scikit-learn's ``alpha`` and the course exercises' regularization)."""
+        return self.name not in self.module.no_decay
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.value.shape)
+
+    def __repr__(self) -> str:
+        return f"Parameter({type(self.module).__name__}.{self.name}, shape={self.shape})"
+
+
+class Module:
+    """Base class: a layer with a hand-written ``forward`` and ``backward``.
+
+    Subclasses set ``self.params`` (name -> array) in ``__init__``, cache what
+    backward needs in ``forward``, and in ``backward`` store each parameter's
+    gradient in ``self.grads`` (overwriting, not accumulating) and return the
+    gradient w.r.t. the input. Inputs are never modified in place.
+    """
+
+    no_decay: frozenset[str] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _LAYERS[cls.__name__] = cls
+
+    def __init__(self) -> None:
+        self.params: dict[str, Any] = {}
+        self.grads: dict[str, Any] = {}
+        self.training = True
+
+    # -- the two passes ---------------------------------------------------------
+    def forward(self, x: Any) -> Any:
+        """Compute the output for input ``x`` and cache what backward needs."""
+        raise NotImplementedError
+
+    def backward(self, grad_out: Any) -> Any:
+        """Given dL/d(output), store parameter gradients and return dL/d(input)."""
+        raise NotImplementedError
+
+    def __call__(self, x: Any) -> Any:
+        return self.forward(x)
+
+    # -- structure ----------------------------------------------------------------
+    def children(self) -> list[Module]:
+        """Direct sub-modules (empty for a plain layer)."""
+        return []
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """``(qualified name, Parameter)`` pairs, e.g. ``("0.W", ...)`` in a Sequential."""
+        for name in self.params:
+            yield prefix + name, Parameter(self, name)
+        for i, child in enumerate(self.children()):
+            yield from child.named_parameters(f"{prefix}{i}.")
+
+    def parameters(self) -> list[Parameter]:
+        """Every parameter of this module and its children, as handles for an optimizer."""
+        return [p for _, p in self.named_parameters()]
+
+    def modules(self) -> Iterator[Module]:
+        """This module and all sub-modules, depth first."""
+        yield self
+        for child in self.children():
+            yield from child.modules()
+
+    def num_parameters(self) -> int:
+        """Total number of scalar parameters."""
+        total = 0
+        for p in self.parameters():
+            n = 1
+            for s in p.shape:
+                n *= int(s)
+            total += n
+        return total
+
+    # -- state --------------------------------------------------------------------
+    def zero_grad(self) -> None:
+        """Set every stored gradient to zeros of its parameter's shape, dtype, device."""
+        for m in self.modules():
+            for name, value in m.params.items():
+                m.grads[name] = _zeros_like(value)
+
+    def train(self, mode: bool = True) -> Module:
+        """Switch this module and its children to training (or eval) mode; returns self."""
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self) -> Module:
+        """Switch to evaluation mode (dropout off); returns self."""
+        return self.train(False)
+
+    @property
+    def device(self) -> _backend.Device | None:
+        """The device the parameters live on (``None`` for a module without any)."""
+        params = self.parameters()
+        return _backend.device_of(params[0].value) if params else None
+
+    @property
+    def dtype(self) -> str | None:
+        """The parameters' dtype name (``None`` for a module without any)."""
+        params = self.parameters()
+        return _backend.dtype_name(params[0].value.dtype) if params else None
+
+    def to(self, device: str | _backend.Device | None = None, dtype: Any = None) -> Module:
+        """Move (and/or cast) every parameter and gradient; returns self.
+
+        Args:
+            device: target device string or Device; ``None`` keeps each where it is.
+            dtype: ``"float32"``/``"float64"`` or a dtype object; ``None`` keeps it.
+        """
+        target = _backend.resolve_device(device) if device is not None else None
+        name = _backend._float_dtype_name(dtype) if dtype is not None else None
+        for m in self.modules():
+            for store in (m.params, m.grads):
+                for key, value in list(store.items()):
+                    store[key] = _convert(value, target, name)
+            m._moved()
+        return self
+
+    def _moved(self) -> None:
+        """Hook: drop caches that hold arrays of the old device or dtype."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{qualified name: array}`` for every parameter (the arrays themselves)."""
+        return {name: p.value for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> Module:
+        """Copy values (from any backend or the host) into the parameters, keeping
+        this model's device and dtype. Names and shapes must match exactly."""
+        own = dict(self.named_parameters())
+        missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        if missing or extra:
+            raise KeyError(f"state does not match {type(self).__name__}: missing {missing}, unexpected {extra}")
+        for key, p in own.items():
+            host = _backend.to_numpy(state[key])
+            if tuple(host.shape) != p.shape:
+                raise ValueError(f"parameter {key!r}: expected shape {p.shape}, got {tuple(host.shape)}")
+            p.value = _backend.device_of(p.value).asarray(host, dtype=p.value.dtype)
+        return self
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this module (used by ``xpnet.save``)."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Module:
+        """Rebuild a module from :meth:`get_config`'s output."""
+        return cls(**config)
+
+    # -- inference -----------------------------------------------------------------
+    def predict(self, x: Any, batch_size: int | None = 1024) -> Any:
+        """Outputs for ``x`` in evaluation mode, computed in batches so a large test
+        set does not exhaust GPU memory. ``x`` may be host data: it is moved to the
+        model's device and dtype. Returns an array on the model's device.
+
+        Shapes: x (N, ...) -> (N, M).
+        """
+        xp_x = self._prepare_input(x)
+        n = xp_x.shape[0]
+        was_training = self.training
+        self.eval()
+        try:
+            if batch_size is None or n <= batch_size:
+                return self.forward(xp_x)
+            chunks = [self.forward(xp_x[i : i + batch_size, ...]) for i in range(0, n, batch_size)]
+            return array_namespace_of(chunks[0]).concat(chunks, axis=0)
+        finally:
+            self.train(was_training)
+
+    def predict_proba(self, x: Any, batch_size: int | None = 1024) -> Any:
+        """Class probabilities: softmax of the outputs (sigmoid for one output), unless
+        the model already ends in a Softmax or Sigmoid layer. Shapes: (N, ...) -> (N, K)."""
+        from .. import functional as F
+
+        out = self.predict(x, batch_size)
+        last = self._last_layer()
+        if type(last).__name__ in ("Softmax", "Sigmoid"):
+            return out
+        return F.sigmoid(out) if out.shape[-1] == 1 else F.softmax(out)
+
+    def predict_classes(self, x: Any, batch_size: int | None = 1024) -> Any:
+        """Predicted class labels (argmax of the outputs; threshold 0 / 0.5 for one
+        output). Shapes: (N, ...) -> (N,) of integers."""
+        out = self.predict_proba(x, batch_size)
+        xp = array_namespace_of(out)
+        if out.shape[-1] == 1:
+            return xp.astype(out[:, 0] > 0.5, xp.int64)
+        return xp.argmax(out, axis=-1)
+
+    def _last_layer(self) -> Module:
+        kids = self.children()
+        return kids[-1]._last_layer() if kids else self
+
+    def _prepare_input(self, x: Any) -> Any:
+        device, dtype = self.device, self.dtype
+        if device is None:
+            return _backend.asarray(x)
+        return _backend.asarray(x, dtype=dtype, device=device)
+
+    # -- printing ------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        """The text inside the parentheses of this module's repr."""
+        return ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def array_namespace_of(array: Any) -> Any:
+    from array_api_compat import array_namespace
+
+    return array_namespace(array)
+
+
+def _zeros_like(value: Any) -> Any:
+    return array_namespace_of(value).zeros_like(value)
+
+
+def _convert(value: Any, device: _backend.Device | None, dtype: str | None) -> Any:
+    source = _backend.device_of(value)
+    target = device or source
+    if target == source:
+        if dtype is None or _backend.dtype_name(value.dtype) == dtype:
+            return value
+        return source.xp.astype(value, source.dtype(dtype))
+    return target.asarray(source.to_numpy(value), dtype=dtype or value.dtype)
+
+
+def layer_class(name: str) -> type[Module]:
+    """The Module subclass registered under ``name`` (for loading saved models)."""
+    try:
+        return _LAYERS[name]
+    except KeyError:
+        raise KeyError(f"unknown layer type {name!r}; known: {', '.join(sorted(_LAYERS))}") from None

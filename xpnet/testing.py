@@ -1,0 +1,286 @@
+"""The backend parity harness xpnet tests itself with, for your own layers too.
+
+In your ``conftest.py``::
+
+    pytest_plugins = ["xpnet.testing"]
+
+and then in a test::
+
+    def test_my_layer(xp_device):
+        xpnet.testing.check_layer_parity(lambda: MyLayer(4, 3), np.random.rand(8, 4),
+                                         devices=[xp_device])
+
+The ``xp_device`` fixture runs a test once per backend/device: ``cpu`` (NumPy),
+``strict`` and ``strict:device1`` (array-api-strict pinned to the standard revision
+xpnet targets, with boolean indexing and data-dependent shapes off, so a missing
+``device=`` or a NumPy-only idiom fails on a CPU-only machine), ``jax`` (x64),
+``torch`` (CPU) when installed, and ``cuda`` (CuPy) and ``torch:cuda``, marked
+``cuda`` and skipped with the reason when no GPU answers. ``XPNET_TEST_DEVICES``
+(comma-separated, e.g. ``cpu,strict``) selects a subset.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import backend as _backend
+from . import random as _random
+from .backend import Device, device_of, dtype_name, to_numpy
+
+__all__ = [
+    "ARRAY_API_VERSION",
+    "TEST_DEVICES",
+    "CUDA_DEVICES",
+    "TOLERANCES",
+    "available_devices",
+    "device_params",
+    "check_layer_parity",
+    "check_loss_parity",
+    "assert_close",
+]
+
+#: The revision of the Array API standard xpnet's code is written against.
+ARRAY_API_VERSION = "2024.12"
+
+#: Every device the parity suite knows, in order.
+TEST_DEVICES = ("cpu", "strict", "strict:device1", "jax", "torch", "cuda", "torch:cuda")
+CUDA_DEVICES = frozenset({"cuda", "torch:cuda"})
+
+#: (rtol, atol) per dtype against a NumPy float64 reference.
+TOLERANCES = {"float64": (1e-10, 1e-12), "float32": (1e-4, 1e-5)}
+
+
+def _configure_strict() -> None:
+    import array_api_strict
+
+    array_api_strict.set_array_api_strict_flags(
+        api_version=ARRAY_API_VERSION, boolean_indexing=False, data_dependent_shapes=False
+    )
+
+
+def _selected() -> list[str]:
+    env = os.environ.get("XPNET_TEST_DEVICES", "").strip()
+    if not env:
+        return list(TEST_DEVICES)
+    names = [n.strip() for n in env.split(",") if n.strip()]
+    return names
+
+
+def _try(name: str) -> tuple[Device | None, str | None]:
+    try:
+        dev = _backend.resolve_device(name)
+    except Exception as exc:  # noqa: BLE001 - becomes the skip reason
+        return None, f"{name} unavailable: {type(exc).__name__}: {exc}"
+    if dev.backend == "strict":
+        _configure_strict()
+    return dev, None
+
+
+def available_devices(include: Sequence[str] | None = None) -> list[Device]:
+    """The devices among ``include`` (default: ``XPNET_TEST_DEVICES`` or all of
+    :data:`TEST_DEVICES`) that work on this machine."""
+    found = []
+    for name in include if include is not None else _selected():
+        dev, _ = _try(name)
+        if dev is not None:
+            found.append(dev)
+    return found
+
+
+def device_params() -> list[Any]:
+    """``pytest.param`` objects, one per selected device, with the ``cuda`` mark on GPU
+    ones; use with ``@pytest.mark.parametrize`` or a fixture's ``params``."""
+    import pytest
+
+    return [pytest.param(n, id=n, marks=[pytest.mark.cuda] if n in CUDA_DEVICES else []) for n in _selected()]
+
+
+def pytest_configure(config: Any) -> None:
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped with the reason when none answers)")
+
+
+def _fixture() -> Any:
+    import pytest
+
+    @pytest.fixture(params=device_params())
+    def xp_device(request: Any) -> Device:
+        """A working :class:`xpnet.Device`, once per backend/device; skips with the
+        reason when the device is not available here."""
+        dev, reason = _try(request.param)
+        if dev is None:
+            pytest.skip(reason)
+        with _backend.using(dev):
+            yield dev
+
+    return xp_device
+
+
+try:
+    xp_device = _fixture()
+except ImportError:  # pytest not installed: the harness functions still work
+    pass
+
+
+# ----------------------------------------------------------------------- comparing
+def assert_close(actual: Any, expected: Any, *, dtype: Any, device: Device | None = None, what: str = "") -> None:
+    """Assert ``actual`` (any backend) has ``dtype``, lives on ``device``, and equals the
+    NumPy ``expected`` within :data:`TOLERANCES` for that dtype."""
+    name = dtype_name(dtype)
+    label = f"{what}: " if what else ""
+    if dtype_name(actual.dtype) != name:
+        raise AssertionError(f"{label}dtype {dtype_name(actual.dtype)}, expected {name}")
+    if device is not None and device_of(actual) != device:
+        raise AssertionError(f"{label}on {device_of(actual)}, expected {device}")
+    rtol, atol = TOLERANCES.get(name, (1e-4, 1e-5))
+    got = to_numpy(actual).astype(np.float64)
+    np.testing.assert_allclose(got, np.asarray(expected, dtype=np.float64), rtol=rtol, atol=atol,
+                               err_msg=f"{label}values differ from the NumPy float64 reference")
+
+
+@dataclass
+class ParityReport:
+    """What :func:`check_layer_parity` / :func:`check_loss_parity` compared."""
+
+    checked: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return "parity passed on: " + ", ".join(self.checked)
+
+
+def _as_tuple(inputs: Any) -> tuple[np.ndarray, ...]:
+    if isinstance(inputs, tuple):
+        return tuple(np.asarray(a) for a in inputs)
+    return (np.asarray(inputs),)
+
+
+def _to(dev: Device, host: np.ndarray, dtype: str) -> Any:
+    kind = dtype if np.issubdtype(host.dtype, np.floating) else host.dtype
+    return dev.asarray(host, dtype=kind)
+
+
+def _resolve(devices: Sequence[str | Device] | None) -> list[Device]:
+    if devices is None:
+        return available_devices()
+    out = []
+    for d in devices:
+        dev = _backend.resolve_device(d)
+        if dev.backend == "strict":
+            _configure_strict()
+        out.append(dev)
+    return out
+
+
+def check_layer_parity(
+    layer_factory: Callable[[], Any],
+    inputs: Any,
+    *,
+    devices: Sequence[str | Device] | None = None,
+    dtypes: Sequence[str] = ("float64", "float32"),
+    grad_out: np.ndarray | None = None,
+    seed: int = 0,
+    training: bool = True,
+) -> ParityReport:
+    """Run a layer forward and backward on each device and dtype and compare with NumPy
+    float64.
+
+    The factory is called after ``xpnet.seed(seed)`` inside ``xpnet.using(device,
+    dtype)``, so every backend starts from bit-identical weights (and dropout masks).
+    Checks: output, input gradient and every parameter gradient (values within
+    :data:`TOLERANCES`, dtype, device), and that neither the input nor ``grad_out``
+    was modified.
+
+    Args:
+        layer_factory: builds the layer, e.g. ``lambda: xpnet.nn.Linear(4, 3)``.
+        inputs: host input (N, ...) (a NumPy array).
+        devices: devices to check (default: every available one).
+        dtypes: float dtypes to check.
+        grad_out: upstream gradient; default seeded normal of the output's shape.
+        seed: seed for weights, masks and the default ``grad_out``.
+        training: run in training mode (dropout active) or eval mode.
+
+    Returns:
+        A :class:`ParityReport`; raises ``AssertionError`` on the first mismatch.
+    """
+    (x,) = _as_tuple(inputs)
+
+    def run(dev: Device, dtype: str, g_host: np.ndarray | None) -> tuple[Any, ...]:
+        with _backend.using(dev, dtype):
+            _random.seed(seed)
+            layer = layer_factory().train(training)
+            xd = _to(dev, x, dtype)
+            out = layer.forward(xd)
+            if g_host is None:
+                g_host = np.random.default_rng(seed + 1).standard_normal(tuple(out.shape))
+            g = dev.asarray(g_host, dtype=dtype)
+            dx = layer.backward(g)
+            return xd, g, out, dx, dict(layer.grads), g_host
+
+    _, _, ref_out, ref_dx, ref_grads, g_host = run(Device("numpy"), "float64", grad_out)
+    ref_grads = {k: to_numpy(v) for k, v in ref_grads.items()}
+    report = ParityReport()
+    for dev in _resolve(devices):
+        for dtype in dtypes:
+            where = f"{dev.name}/{dtype}"
+            xd, g, out, dx, grads, _ = run(dev, dtype, g_host)
+            assert_close(out, ref_out, dtype=dtype, device=dev, what=f"{where} output")
+            assert_close(dx, ref_dx, dtype=dtype, device=dev, what=f"{where} input gradient")
+            if set(grads) != set(ref_grads):
+                raise AssertionError(f"{where}: gradients {sorted(grads)}, expected {sorted(ref_grads)}")
+            for k, v in grads.items():
+                assert_close(v, ref_grads[k], dtype=dtype, device=dev, what=f"{where} grad {k}")
+            _assert_unchanged(xd, x, dtype, f"{where} input")
+            _assert_unchanged(g, g_host, dtype, f"{where} grad_out")
+            report.checked.append(where)
+    return report
+
+
+def check_loss_parity(
+    loss_factory: Callable[[], Any],
+    pred: np.ndarray,
+    target: np.ndarray,
+    *,
+    devices: Sequence[str | Device] | None = None,
+    dtypes: Sequence[str] = ("float64", "float32"),
+) -> ParityReport:
+    """Like :func:`check_layer_parity` for a loss: compares the 0-d loss value and
+    ``backward()`` with NumPy float64 on each device and dtype, checks dtype, device,
+    shape ``()`` of the value, and that pred and target were not modified.
+
+    Args:
+        loss_factory: builds the loss, e.g. ``xpnet.losses.SoftmaxCrossEntropy``.
+        pred: host predictions (N, ...); target: host targets (labels or floats).
+    """
+    pred, target = np.asarray(pred), np.asarray(target)
+
+    def run(dev: Device, dtype: str) -> tuple[Any, ...]:
+        with _backend.using(dev, dtype):
+            loss = loss_factory()
+            p, t = _to(dev, pred, dtype), _to(dev, target, dtype)
+            value = loss.forward(p, t)
+            return p, t, value, loss.backward()
+
+    _, _, ref_value, ref_grad = run(Device("numpy"), "float64")
+    report = ParityReport()
+    for dev in _resolve(devices):
+        for dtype in dtypes:
+            where = f"{dev.name}/{dtype}"
+            p, t, value, grad = run(dev, dtype)
+            if tuple(value.shape) != ():
+                raise AssertionError(f"{where}: loss has shape {tuple(value.shape)}, expected ()")
+            assert_close(value, ref_value, dtype=dtype, device=dev, what=f"{where} loss")
+            assert_close(grad, ref_grad, dtype=dtype, device=dev, what=f"{where} gradient")
+            _assert_unchanged(p, pred, dtype, f"{where} prediction")
+            _assert_unchanged(t, target, dtype if np.issubdtype(target.dtype, np.floating) else target.dtype,
+                              f"{where} target")
+            report.checked.append(where)
+    return report
+
+
+def _assert_unchanged(array: Any, host: np.ndarray, dtype: Any, what: str) -> None:
+    if not np.array_equal(to_numpy(array), host.astype(dtype_name(dtype))):
+        raise AssertionError(f"{what} was modified in place")
