@@ -9,7 +9,7 @@ JAX, PyTorch or array-api-strict.
 
 from __future__ import annotations
 
-from . import functional, gradcheck, init, losses, nn, optim
+from . import callbacks, functional, gradcheck, init, losses, metrics, nn, optim
 from .backend import (
     Device,
     asarray,
@@ -21,7 +21,9 @@ from .backend import (
     use,
     using,
 )
+from .history import History
 from .random import seed
+from .training import evaluate, fit
 
 __version__ = "0.1.0"
 
@@ -43,4 +45,9 @@ __all__ = [
     "init",
     "optim",
     "gradcheck",
+    "metrics",
+    "callbacks",
+    "fit",
+    "evaluate",
+    "History",
 ]

@@ -206,7 +206,7 @@ class Module:
         try:
             if batch_size is None or n <= batch_size:
                 return self.forward(xp_x)
-            chunks = [self.forward(xp_x[i : i + batch_size, ...]) for i in range(0, n, batch_size)]
+            chunks = [self.forward(xp_x[i : min(i + batch_size, n), ...]) for i in range(0, n, batch_size)]
             return array_namespace_of(chunks[0]).concat(chunks, axis=0)
         finally:
             self.train(was_training)

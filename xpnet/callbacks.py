@@ -1,0 +1,171 @@
+"""Callbacks for :func:`xpnet.fit`: early stopping, checkpointing, LR schedules.
+
+A callback receives the run through :meth:`Callback.set_run` before training and is
+called at ``on_train_begin()``, ``on_epoch_end(epoch, logs)`` and
+``on_train_end(logs)``. ``logs`` holds the epoch's numbers as Python floats
+(``"loss"``, ``"accuracy"``, ``"val_loss"``, ...). Setting ``run.stop_training =
+True`` ends training after the current epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from typing import Any
+
+from array_api_compat import array_namespace
+
+__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler"]
+
+
+class Callback:
+    """Base class; override the hooks you need."""
+
+    run: Any = None
+
+    def set_run(self, run: Any) -> None:
+        """Called once before training with the run (``run.model``, ``run.optimizer``,
+        ``run.history``, ``run.stop_training``)."""
+        self.run = run
+
+    def on_train_begin(self) -> None:
+        """Before the first epoch."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        """After each epoch (0-based ``epoch``), with that epoch's numbers."""
+
+    def on_train_end(self, logs: dict[str, float]) -> None:
+        """After the last epoch, also after early stopping or Ctrl-C."""
+
+
+class _Monitor:
+    """Tracks the best value of one logged quantity."""
+
+    def __init__(self, monitor: str, mode: str, min_delta: float):
+        if mode == "auto":
+            mode = "max" if ("acc" in monitor and "loss" not in monitor) else "min"
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
+        self.monitor, self.mode, self.min_delta = monitor, mode, abs(float(min_delta))
+        self.best = math.inf if mode == "min" else -math.inf
+
+    def value(self, logs: dict[str, float]) -> float:
+        if self.monitor not in logs:
+            raise KeyError(f"cannot monitor {self.monitor!r}: this run logs {sorted(logs)} "
+                           f"(val_* needs validation_data or validation_split)")
+        return logs[self.monitor]
+
+    def improved(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for
+    ``patience`` epochs; with ``restore_best_weights`` the model ends with the weights
+    of its best epoch.
+
+    Args:
+        monitor: a logged name, default ``"val_loss"`` (falls back to ``"loss"`` when
+            there is no validation data).
+        patience: epochs without improvement to tolerate.
+        min_delta: smallest change that counts as improvement.
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (max for accuracies).
+        restore_best_weights: copy the best weights back at the end.
+    """
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+                 mode: str = "auto", restore_best_weights: bool = True):
+        self.monitor_name, self.patience, self.min_delta, self.mode = monitor, int(patience), min_delta, mode
+        self.restore_best_weights = restore_best_weights
+
+    def on_train_begin(self) -> None:
+        monitor = self.monitor_name
+        if monitor.startswith("val_") and not self.run.has_validation:
+            monitor = monitor[len("val_"):]
+        self._tracker = _Monitor(monitor, self.mode, self.min_delta)
+        self.wait, self.best_epoch, self._best_state = 0, None, None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        value = self._tracker.value(logs)
+        if self._tracker.improved(value):
+            self._tracker.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                self._best_state = {k: array_namespace(v).asarray(v, copy=True)
+                                    for k, v in self.run.model.state_dict().items()}
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.run.stop_training = True
+            self.run.history.stopped_early = True
+
+    def on_train_end(self, logs: dict[str, float]) -> None:
+        if self.restore_best_weights and self._best_state is not None:
+            self.run.model.load_state_dict(self._best_state)
+
+    @property
+    def best(self) -> float:
+        """The best monitored value seen."""
+        return self._tracker.best
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (and optimizer state and history) after each epoch with
+    :func:`xpnet.save` (atomic writes: an interrupted save leaves the last file intact).
+
+    Args:
+        path: file path; may contain ``{epoch}`` (1-based) and any logged name, e.g.
+            ``"ckpt-{epoch:03d}-{val_loss:.3f}.npz"``.
+        save_best_only: only save when ``monitor`` improves.
+        monitor, mode: as :class:`EarlyStopping`.
+        save_optimizer: include the optimizer state, to resume training.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], save_best_only: bool = False, monitor: str = "val_loss",
+                 mode: str = "auto", save_optimizer: bool = True):
+        self.path, self.save_best_only, self.save_optimizer = str(path), save_best_only, save_optimizer
+        self.monitor_name, self.mode = monitor, mode
+        self.saved: list[str] = []
+
+    def on_train_begin(self) -> None:
+        monitor = self.monitor_name
+        if monitor.startswith("val_") and not self.run.has_validation:
+            monitor = monitor[len("val_"):]
+        self._tracker = _Monitor(monitor, self.mode, 0.0)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        from .io import save
+
+        if self.save_best_only:
+            value = self._tracker.value(logs)
+            if not self._tracker.improved(value):
+                return
+            self._tracker.best = value
+        path = self.path.format(epoch=epoch + 1, **logs)
+        written = save(self.run.model, path, optimizer=self.run.optimizer if self.save_optimizer else None,
+                       history=self.run.history)
+        self.saved.append(str(written))
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate after each epoch.
+
+    Args:
+        schedule: an :class:`xpnet.optim.LRSchedule` (e.g. ``ExponentialDecay(opt,
+            0.95)``), stepped once per epoch; or a function ``f(epoch, lr) -> lr``
+            (Keras' form) called with the next epoch number.
+    """
+
+    def __init__(self, schedule: Any | Callable[[int, float], float]):
+        self.schedule = schedule
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        optimizer = self.run.optimizer
+        if hasattr(self.schedule, "step") and hasattr(self.schedule, "lr_at"):
+            self.schedule.step()
+        else:
+            optimizer.lr = float(self.schedule(epoch + 1, optimizer.lr))

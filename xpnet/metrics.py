@@ -1,0 +1,137 @@
+"""Classification metrics, computed on the device and returned as Python numbers.
+
+``y_true`` may be integer labels (N,) or one-hot (N, K); ``y_pred`` may be labels
+(N,), scores/probabilities (N, K) (argmax is taken) or a single output column
+(N, 1) / (N,) of probabilities or logits for binary problems (see ``threshold``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from . import backend as _backend
+from . import functional as F
+from .errors import ShapeError
+
+__all__ = ["accuracy", "error", "top_k_accuracy", "confusion_matrix", "get"]
+
+
+def _labels(y: Any, threshold: float = 0.5) -> Any:
+    """Integer labels (N,) from labels, one-hot or scores (N, K) (argmax), or one
+    column of probabilities/logits (N,) or (N, 1) (compared with ``threshold``)."""
+    xp = array_namespace(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        return xp.argmax(y, axis=1)
+    if y.ndim == 2:
+        y = y[:, 0]
+    if _backend.dtype_name(y.dtype) in _backend.FLOAT_DTYPES:
+        return xp.astype(y > threshold, xp.int64)
+    return xp.astype(y, xp.int64)
+
+
+def _pair(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
+    device = _device_for(y_pred, y_true)
+    y_true, y_pred = _backend.asarray(y_true, device=device), _backend.asarray(y_pred, device=device)
+    if y_true.shape[0] != y_pred.shape[0]:
+        raise ShapeError(f"metric got {y_true.shape[0]} true labels but {y_pred.shape[0]} predictions")
+    return y_true, y_pred
+
+
+def _device_for(*arrays: Any) -> Any:
+    for a in arrays:
+        try:
+            return _backend.device_of(a)
+        except TypeError:
+            continue
+    return None
+
+
+def correct_count(y_true: Any, y_pred: Any, threshold: float = 0.5) -> Any:
+    """Number of correct predictions as a 0-d float array on the device (no host sync).
+
+    For a single output column, ``threshold`` splits it (0.5 for probabilities, 0.0
+    for logits).
+    """
+    xp = array_namespace(y_true, y_pred)
+    hits = _labels(y_pred, threshold) == _labels(y_true)
+    return xp.sum(xp.astype(hits, xp.float64 if _backend.dtype_name(y_pred.dtype) == "float64" else xp.float32))
+
+
+def accuracy(y_true: Any, y_pred: Any, *, threshold: float = 0.5) -> float:
+    """Fraction of correct predictions, in [0, 1].
+
+    Shapes: y_true (N,) labels or (N, K) one-hot; y_pred (N,) labels, (N, K) scores,
+    or (N, 1) binary probabilities (``threshold`` 0.5; use 0.0 for logits).
+    """
+    y_true, y_pred = _pair(y_true, y_pred)
+    n = y_true.shape[0]
+    return float(correct_count(y_true, y_pred, threshold)) / n if n else 0.0
+
+
+def error(y_true: Any, y_pred: Any, *, threshold: float = 0.5) -> float:
+    """Classification error, ``1 - accuracy``. Shapes as :func:`accuracy`."""
+    return 1.0 - accuracy(y_true, y_pred, threshold=threshold)
+
+
+def top_k_accuracy(y_true: Any, scores: Any, k: int = 5) -> float:
+    """Fraction of samples whose true class is among the ``k`` highest scores.
+
+    Shapes: y_true (N,) labels or (N, K) one-hot; scores (N, K) with K >= k.
+    """
+    y_true, scores = _pair(y_true, scores)
+    if scores.ndim != 2 or scores.shape[1] < k:
+        raise ShapeError(f"top_k_accuracy(k={k}) needs scores of shape (N, K>={k}), got {tuple(scores.shape)}")
+    return float(top_k_count(y_true, scores, k)) / scores.shape[0] if scores.shape[0] else 0.0
+
+
+def top_k_count(y_true: Any, scores: Any, k: int) -> Any:
+    """Number of samples whose true class is in the top ``k``, as a 0-d device array.
+
+    A class is in the top k when fewer than k classes score strictly higher, which
+    needs no sort (not every backend has ``argsort`` with ties defined alike).
+    """
+    xp = array_namespace(y_true, scores)
+    onehot = F.one_hot(_labels(y_true), scores.shape[1], dtype=scores.dtype)
+    true_score = xp.sum(scores * onehot, axis=1, keepdims=True)
+    higher = xp.sum(xp.astype(scores > true_score, scores.dtype), axis=1)
+    return xp.sum(xp.astype(higher < k, scores.dtype))
+
+
+def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int | None = None) -> list[list[int]]:
+    """Counts ``C[i][j]`` of samples of true class ``i`` predicted as ``j``.
+
+    Computed on the device as ``onehot(true).T @ onehot(pred)``; returned as a list of
+    lists of ints. Shapes: as :func:`accuracy`; K = ``num_classes`` (default: inferred
+    from the scores' width or the largest label + 1).
+    """
+    y_true, y_pred = _pair(y_true, y_pred)
+    xp = array_namespace(y_true, y_pred)
+    true, pred = _labels(y_true), _labels(y_pred)
+    if num_classes is None:
+        widths = [a.shape[1] for a in (y_true, y_pred) if a.ndim == 2 and a.shape[1] > 1]
+        num_classes = max(widths) if widths else int(xp.max(xp.maximum(true, pred))) + 1
+    a = F.one_hot(true, num_classes, dtype="float64")
+    b = F.one_hot(pred, num_classes, dtype="float64")
+    counts = _backend.to_numpy(xp.matmul(xp.matrix_transpose(a), b))
+    return [[int(round(v)) for v in row] for row in counts]
+
+
+_TOP_K = re.compile(r"top_?(\d+)(_accuracy)?")
+
+
+def get(name: str) -> tuple[str, Any]:
+    """Resolve a metric name for :func:`xpnet.fit` into ``(name, count_fn)`` where
+    ``count_fn(y_true, scores, threshold) -> 0-d device array`` counts successes.
+    Names: ``"accuracy"``, ``"error"``, ``"top5_accuracy"`` (any k)."""
+    if name in ("accuracy", "acc"):
+        return "accuracy", correct_count
+    if name == "error":
+        return "error", correct_count
+    match = _TOP_K.fullmatch(name)
+    if match:
+        k = int(match.group(1))
+        return f"top{k}_accuracy", lambda y, s, threshold: top_k_count(y, s, k)
+    raise ValueError(f"unknown metric {name!r}; use 'accuracy', 'error' or 'top5_accuracy'")

@@ -1,0 +1,353 @@
+"""``fit`` and ``evaluate``: the training loop, short enough to read.
+
+The heart of :func:`fit` is the classic loop::
+
+    for xb, yb in batches:
+        out = model.forward(xb)
+        loss.forward(out, yb)
+        model.backward(loss.backward())
+        optimizer.step()
+
+Everything around it keeps the GPU busy: X and y move to the model's device once,
+minibatches are gathered there, and the loss and metrics are accumulated as device
+arrays and read back once per epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from . import backend as _backend
+from . import losses as _losses
+from . import metrics as _metrics
+from . import optim as _optim
+from . import random as _random
+from .callbacks import Callback
+from .history import History
+
+__all__ = ["fit", "evaluate", "Run"]
+
+
+@dataclass
+class Run:
+    """What callbacks see of a training run."""
+
+    model: Any
+    loss: Any
+    optimizer: Any
+    history: History
+    has_validation: bool
+    stop_training: bool = False
+    callbacks: list[Callback] = field(default_factory=list)
+
+
+def _optimizer(optimizer: Any, model: Any) -> Any:
+    if optimizer is None or optimizer == "adam":
+        return _optim.Adam(model.parameters())
+    if optimizer == "sgd":
+        return _optim.SGD(model.parameters(), lr=0.01)
+    if isinstance(optimizer, _optim.Optimizer):
+        return optimizer
+    raise ValueError(f"optimizer must be an xpnet.optim.Optimizer, 'adam' or 'sgd', got {optimizer!r}")
+
+
+def _metric_list(metrics: Sequence[str] | None, loss: Any) -> list[tuple[str, Any]]:
+    classification = not isinstance(loss, _losses.MeanSquaredError)
+    if metrics is None:
+        metrics = ("accuracy",) if classification else ()
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    resolved = [_metrics.get(m) for m in metrics]
+    if resolved and not classification:
+        raise ValueError(f"metrics {list(metrics)} need class labels; {loss!r} is a regression loss (use metrics=())")
+    return resolved
+
+
+def _threshold(loss: Any) -> float:
+    return 0.0 if getattr(loss, "from_logits", False) else 0.5
+
+
+def _to_device(model: Any, X: Any, y: Any) -> tuple[Any, Any]:
+    device, dtype = model.device or _backend.current_device(), model.dtype or _backend.default_dtype()
+    Xd = _backend.asarray(X, dtype=dtype, device=device)
+    host_y = y if _backend._is_array(y) else _backend.to_numpy(y)
+    floating = _backend.dtype_name(host_y.dtype) in _backend.FLOAT_DTYPES
+    yd = _backend.asarray(host_y, dtype=dtype if floating else None, device=device)
+    if Xd.shape[0] != yd.shape[0]:
+        raise ValueError(f"X has {Xd.shape[0]} samples but y has {yd.shape[0]}")
+    return Xd, yd
+
+
+def _batches(n: int, batch_size: int | None, shuffle: bool, drop_last: bool, device: Any) -> Iterator[Any]:
+    """Index arrays on the device: a fresh permutation each epoch (one host->device copy
+    of n integers per epoch), the last partial batch kept unless ``drop_last``.
+    Full-batch training yields ``None`` (the whole set, in any order: no gather)."""
+    if batch_size is None or (batch_size >= n and not drop_last):
+        yield None
+        return
+    if shuffle:
+        perm = device.asarray(_random.generator().permutation(n))
+    else:
+        perm = device.xp.arange(n, device=device.native)
+    stop = n - n % batch_size if drop_last else n
+    for i in range(0, stop, batch_size):
+        yield perm[i : min(i + batch_size, stop)]
+
+
+def _take(a: Any, idx: Any) -> Any:
+    return a if idx is None else array_namespace(a).take(a, idx, axis=0)
+
+
+class _DeferInterrupt:
+    """Ctrl-C sets a flag instead of raising, so training stops at a step boundary
+    with every parameter updated by the last completed step; a second Ctrl-C raises."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _DeferInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class _Progress:
+    """tqdm bar in terminals and notebooks; one plain line per epoch otherwise."""
+
+    def __init__(self, enabled: bool, epochs: int, steps: int):
+        self.enabled, self.epochs, self.bar = enabled, epochs, None
+        interactive = sys.stderr.isatty() or "ipykernel" in sys.modules
+        if enabled and interactive:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=epochs * steps, unit="step", leave=True, dynamic_ncols=True)
+
+    def step(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def epoch(self, epoch: int, logs: dict[str, float], seconds: float) -> None:
+        if not self.enabled:
+            return
+        text = " - ".join(f"{k} {v:.4f}" for k, v in logs.items() if k != "lr")
+        if self.bar is not None:
+            self.bar.set_description(f"epoch {epoch + 1}/{self.epochs}")
+            self.bar.set_postfix_str(text)
+        else:
+            print(f"epoch {epoch + 1}/{self.epochs} - {text} - {seconds:.2f}s", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@contextlib.contextmanager
+def _trusted_targets(loss: Any) -> Iterator[None]:
+    """Skip the per-step label check (one host read per step) once all labels passed it."""
+    previous = loss.validate
+    loss.validate = False
+    try:
+        yield
+    finally:
+        loss.validate = previous
+
+
+def fit(
+    model: Any,
+    loss: Any,
+    X: Any,
+    y: Any,
+    *,
+    optimizer: Any = None,
+    epochs: int = 10,
+    batch_size: int | None = 32,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    validation_data: tuple[Any, Any] | None = None,
+    validation_split: float | None = None,
+    metrics: Sequence[str] | None = None,
+    callbacks: Sequence[Callback] = (),
+    seed: int | None = None,
+    progress: bool = True,
+) -> History:
+    """Train ``model`` on ``(X, y)`` and return a :class:`~xpnet.History`.
+
+    Args:
+        model: an :class:`xpnet.nn.Module` (its device and dtype decide where training
+            runs).
+        loss: an :class:`xpnet.losses.Loss` or a name (``"cross_entropy"``, ``"bce"``,
+            ``"mse"``).
+        X: inputs (N, ...) as host data or arrays of any backend.
+        y: targets: integer labels (N,), one-hot (N, K), or floats for regression.
+        optimizer: an :class:`xpnet.optim.Optimizer` over ``model.parameters()``, or
+            ``"adam"`` (default, lr 1e-3) / ``"sgd"`` (lr 0.01).
+        epochs: passes over the data.
+        batch_size: minibatch size; ``None`` means full-batch gradient descent.
+        shuffle: draw a fresh permutation each epoch.
+        drop_last: drop the last partial batch (kept by default).
+        validation_data: ``(X_val, y_val)`` evaluated after each epoch.
+        validation_split: fraction of (X, y), taken from the end before shuffling, to
+            hold out for validation (ignored when validation_data is given).
+        metrics: names from :mod:`xpnet.metrics` (``"accuracy"``, ``"error"``,
+            ``"top5_accuracy"``); default ``("accuracy",)`` for classification losses,
+            none for ``MeanSquaredError``.
+        callbacks: :class:`xpnet.callbacks.Callback` objects.
+        seed: reseeds xpnet's generator (shuffling, dropout) for a repeatable run.
+        progress: show a progress bar (terminal/notebook) or one line per epoch.
+
+    Returns:
+        History with ``history["loss"]``, metrics, ``val_*`` entries and ``"lr"`` per
+        epoch, and the wall time of each epoch. Ctrl-C stops at a step boundary and
+        returns the history so far (``history.interrupted``).
+    """
+    loss = _losses.get(loss)
+    optimizer = _optimizer(optimizer, model)
+    metric_fns = _metric_list(metrics, loss)
+    if seed is not None:
+        _random.seed(seed)
+    Xd, yd = _to_device(model, X, y)
+    if validation_data is None and validation_split:
+        if not 0.0 < validation_split < 1.0:
+            raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+        n_val = max(1, int(round(Xd.shape[0] * validation_split)))
+        validation_data = (Xd[-n_val:, ...], yd[-n_val:, ...])
+        Xd, yd = Xd[:-n_val, ...], yd[:-n_val, ...]
+    if validation_data is not None:
+        validation_data = _to_device(model, *validation_data)
+    n = Xd.shape[0]
+    if n == 0:
+        raise ValueError("fit got an empty training set")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}")
+
+    out_shape = tuple(model.eval().forward(Xd[:1, ...]).shape)
+    model.train()
+    loss.validate_target((n, *out_shape[1:]), yd)
+    if validation_data is not None:
+        loss.validate_target((validation_data[0].shape[0], *out_shape[1:]), validation_data[1])
+
+    history = History(params={"epochs": epochs, "batch_size": batch_size, "samples": n,
+                              "optimizer": repr(optimizer), "loss": repr(loss)})
+    run = Run(model, loss, optimizer, history, validation_data is not None, callbacks=list(callbacks))
+    for cb in run.callbacks:
+        cb.set_run(run)
+        cb.on_train_begin()
+    device = _backend.device_of(Xd)
+    steps = 1 if batch_size is None else -(-n // batch_size) if not drop_last else n // batch_size
+    progress_bar = _Progress(progress, epochs, max(steps, 1))
+    threshold = _threshold(loss)
+    xp = array_namespace(Xd)
+    logs: dict[str, float] = {}
+    try:
+        with _DeferInterrupt() as interrupt, _trusted_targets(loss):
+            for epoch in range(epochs):
+                start = time.perf_counter()
+                model.train()
+                total = xp.zeros((), dtype=device.dtype(model.dtype or _backend.default_dtype()), device=device.native)
+                counts = [total] * len(metric_fns)
+                seen = 0
+                for idx in _batches(n, batch_size, shuffle, drop_last, device):
+                    xb, yb = _take(Xd, idx), _take(yd, idx)
+                    out = model.forward(xb)
+                    value = loss.forward(out, yb)
+                    model.backward(loss.backward())
+                    optimizer.step()
+                    nb = xb.shape[0]
+                    total = total + value * float(nb)
+                    counts = [c + fn(yb, out, threshold) for c, (_, fn) in zip(counts, metric_fns)]
+                    seen += nb
+                    progress_bar.step()
+                    if interrupt.requested:
+                        break
+                if seen == 0:
+                    break
+                logs = {"loss": float(total) / seen}
+                for (name, _), c in zip(metric_fns, counts):
+                    rate = float(c) / seen
+                    logs[name] = 1.0 - rate if name == "error" else rate
+                if validation_data is not None:
+                    val = evaluate(model, loss, *validation_data, metrics=[m for m, _ in metric_fns])
+                    logs.update({f"val_{k}": v for k, v in val.items()})
+                logs["lr"] = optimizer.lr
+                seconds = time.perf_counter() - start
+                if interrupt.requested:
+                    history.interrupted = True
+                    history.append(logs, seconds)
+                    break
+                history.append(logs, seconds)
+                progress_bar.epoch(epoch, logs, seconds)
+                for cb in run.callbacks:
+                    cb.on_epoch_end(epoch, logs)
+                if run.stop_training:
+                    break
+    finally:
+        progress_bar.close()
+        for cb in run.callbacks:
+            cb.on_train_end(logs)
+    if history.interrupted and progress:
+        print(f"training interrupted after {history.epochs} epoch(s); the model keeps its last completed update",
+              file=sys.stderr)
+    return history
+
+
+def evaluate(model: Any, loss: Any, X: Any, y: Any, *, batch_size: int = 1024,
+             metrics: Sequence[str] | None = None) -> dict[str, float]:
+    """Loss and metrics of ``model`` on ``(X, y)`` in evaluation mode, in batches (a
+    large test set does not exhaust GPU memory).
+
+    Args:
+        model, loss: as :func:`fit`.
+        X: inputs (N, ...); y: targets (N,) labels, (N, K) one-hot or floats.
+        batch_size: samples per forward pass.
+        metrics: as :func:`fit`.
+
+    Returns:
+        ``{"loss": float, "accuracy": float, ...}`` (Python floats).
+    """
+    loss = _losses.get(loss)
+    metric_fns = _metric_list(metrics, loss)
+    Xd, yd = _to_device(model, X, y)
+    n = Xd.shape[0]
+    if n == 0:
+        raise ValueError("evaluate got an empty data set")
+    was_training = model.training
+    model.eval()
+    threshold = _threshold(loss)
+    if loss.validate:
+        loss.validate_target((n, *tuple(model.forward(Xd[:1, ...]).shape)[1:]), yd)
+    try:
+        sums = None
+        with _trusted_targets(loss):
+            for i in range(0, n, batch_size):
+                j = min(i + batch_size, n)
+                xb, yb = Xd[i:j, ...], yd[i:j, ...]
+                out = model.forward(xb)
+                batch = [loss.forward(out, yb) * float(xb.shape[0])]
+                batch += [fn(yb, out, threshold) for _, fn in metric_fns]
+                sums = batch if sums is None else [s + b for s, b in zip(sums, batch)]
+        total, *counts = (float(s) for s in sums)
+    finally:
+        model.train(was_training)
+    result = {"loss": total / n}
+    for (name, _), c in zip(metric_fns, counts):
+        result[name] = 1.0 - c / n if name == "error" else c / n
+    return result
