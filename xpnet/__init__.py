@@ -9,7 +9,7 @@ JAX, PyTorch or array-api-strict.
 
 from __future__ import annotations
 
-from . import callbacks, functional, gradcheck, init, losses, metrics, nn, optim
+from . import callbacks, data, functional, gradcheck, init, io, losses, metrics, nn, optim
 from .backend import (
     Device,
     asarray,
@@ -22,6 +22,7 @@ from .backend import (
     using,
 )
 from .history import History
+from .io import load, save
 from .random import seed
 from .training import evaluate, fit
 
@@ -50,4 +51,21 @@ __all__ = [
     "fit",
     "evaluate",
     "History",
+    "save",
+    "load",
+    "data",
+    "io",
+    "plot",
+    "sklearn",
+    "testing",
 ]
+
+
+def __getattr__(name: str):
+    # Optional parts load on first use: plot needs matplotlib, sklearn needs
+    # scikit-learn, testing needs pytest for its fixture.
+    if name in ("plot", "sklearn", "testing"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'xpnet' has no attribute {name!r}")

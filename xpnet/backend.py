@@ -261,7 +261,7 @@ class _CupyBackend(_Backend):
                     f"{dists[0]} is installed but `import cupy` failed ({exc}); the CUDA "
                     f"libraries it needs are missing or do not match it"
                 )
-            return CupyNotInstalledError(f"device 'cuda' needs CuPy, which is not installed: {_CUPY_FIX}")
+            return CupyNotInstalledError(f"device 'cuda:{index}' needs CuPy, which is not installed: {_CUPY_FIX}")
         try:
             count = cupy.cuda.runtime.getDeviceCount()
         except Exception as exc:  # noqa: BLE001 - classified below
@@ -542,7 +542,9 @@ class Device:
         ``dtype`` (name or dtype object) is applied on the host first, so every
         backend receives bit-identical values.
         """
-        host = np.asarray(data) if dtype is None else np.asarray(data, dtype=dtype_name(dtype))
+        # Always a copy: the device array never aliases the caller's host array, so
+        # neither side can change the other (NumPy would otherwise share memory).
+        host = np.array(data, dtype=None if dtype is None else dtype_name(dtype), copy=True)
         return self._impl.from_host(host, self)
 
     def to_numpy(self, array: Any) -> np.ndarray:

@@ -66,7 +66,7 @@ class Optimizer:
     def step(self) -> None:
         """Apply one update to every parameter."""
         self.t += 1
-        for p, state in zip(self.params, self.state):
+        for p, state in zip(self.params, self.state, strict=False):
             value, grad = p.value, p.grad
             for key in self._state_names:
                 state[key] = _follow(state.get(key), value)

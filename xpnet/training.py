@@ -273,7 +273,7 @@ def fit(
                     optimizer.step()
                     nb = xb.shape[0]
                     total = total + value * float(nb)
-                    counts = [c + fn(yb, out, threshold) for c, (_, fn) in zip(counts, metric_fns)]
+                    counts = [c + fn(yb, out, threshold) for c, (_, fn) in zip(counts, metric_fns, strict=False)]
                     seen += nb
                     progress_bar.step()
                     if interrupt.requested:
@@ -281,7 +281,7 @@ def fit(
                 if seen == 0:
                     break
                 logs = {"loss": float(total) / seen}
-                for (name, _), c in zip(metric_fns, counts):
+                for (name, _), c in zip(metric_fns, counts, strict=False):
                     rate = float(c) / seen
                     logs[name] = 1.0 - rate if name == "error" else rate
                 if validation_data is not None:
@@ -343,11 +343,11 @@ def evaluate(model: Any, loss: Any, X: Any, y: Any, *, batch_size: int = 1024,
                 out = model.forward(xb)
                 batch = [loss.forward(out, yb) * float(xb.shape[0])]
                 batch += [fn(yb, out, threshold) for _, fn in metric_fns]
-                sums = batch if sums is None else [s + b for s, b in zip(sums, batch)]
+                sums = batch if sums is None else [s + b for s, b in zip(sums, batch, strict=False)]
         total, *counts = (float(s) for s in sums)
     finally:
         model.train(was_training)
     result = {"loss": total / n}
-    for (name, _), c in zip(metric_fns, counts):
+    for (name, _), c in zip(metric_fns, counts, strict=False):
         result[name] = 1.0 - c / n if name == "error" else c / n
     return result

@@ -1,0 +1,502 @@
+"""Saving and loading models: one ``.npz`` file, no pickle.
+
+A saved file is a zip of ``.npy`` arrays (what ``numpy.savez`` writes):
+
+- ``xpnet_header``: UTF-8 JSON as a uint8 array: format name and version, xpnet
+  version, the architecture (``{"type", "config"}`` from ``get_config``), parameter
+  dtype, the device it was saved from, parameter names/shapes, and optionally the
+  optimizer's hyperparameters, the training history and user metadata;
+- ``param/<qualified name>``: every parameter as a host NumPy array;
+- ``optim/<index>.<state>``: optimizer state (momentum, Adam moments).
+
+Files are written atomically (temporary file, fsync, ``os.replace``), so a crash
+mid-save leaves the previous file intact, and loading uses
+``numpy.load(allow_pickle=False)``, so a file can never run code.
+
+>>> xpnet.io.save(model, "mnist.npz", optimizer=opt, history=hist)
+>>> model = xpnet.io.load("mnist.npz", device="cuda")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import pathlib
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import random as _random
+from .backend import FLOAT_DTYPES, default_dtype, to_numpy, using
+from .errors import CorruptFileError
+from .history import History
+from .nn.module import Module, layer_class
+
+__all__ = ["save", "load", "load_checkpoint", "Checkpoint"]
+
+FORMAT_NAME = "xpnet-model"
+FORMAT_VERSION = 1
+
+_HEADER = "xpnet_header"
+_PARAM = "param/"
+_OPTIM = "optim/"
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`load_checkpoint` returns.
+
+    Attributes:
+        model: the rebuilt model, on the requested device and dtype.
+        history: the saved :class:`~xpnet.history.History`, or ``None``.
+        metadata: the user metadata passed to :func:`save`, or ``None``.
+        optimizer_state: the optimizer's state in the form of
+            ``Optimizer.state_dict()`` (for ``optimizer.load_state_dict`` after
+            building an optimizer over ``model.parameters()``), or ``None``.
+    """
+
+    model: Module
+    history: History | None = None
+    metadata: Any = None
+    optimizer_state: dict[str, Any] | None = None
+
+
+# ------------------------------------------------------------------------------ save
+def save(
+    model: Module,
+    path: str | os.PathLike[str],
+    *,
+    optimizer: Any = None,
+    history: History | dict[str, Any] | None = None,
+    metadata: Any = None,
+) -> pathlib.Path:
+    """Write ``model`` (architecture and parameters) to one ``.npz`` file.
+
+    Args:
+        model: any registered :class:`~xpnet.nn.Module` (e.g. a ``Sequential``).
+        path: target file; ``".npz"`` is appended if missing, as ``numpy.savez`` does.
+        optimizer: an :class:`~xpnet.optim.Optimizer` over (some of) the model's
+            parameters, to save its hyperparameters and state for resuming training.
+        history: a :class:`~xpnet.history.History` (or its ``to_dict()``).
+        metadata: anything JSON-serialisable (epoch number, dataset name, ...).
+
+    Returns:
+        The path actually written. The file is replaced atomically: if saving fails
+        or is interrupted, a previous file at ``path`` is left as it was.
+    """
+    if not isinstance(model, Module):
+        raise TypeError(f"save() expects an xpnet.nn.Module, got {type(model).__name__}")
+    target = pathlib.Path(os.fspath(path))
+    if target.suffix != ".npz":
+        target = target.with_name(target.name + ".npz")
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"cannot save to '{target}': directory '{target.parent}' does not exist")
+
+    named = dict(model.named_parameters())
+    arrays = {_PARAM + name: _host(p.value, f"parameter {name!r}") for name, p in named.items()}
+    header: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "xpnet_version": _xpnet_version(),
+        "architecture": {"type": type(model).__name__, "config": model.get_config()},
+        "dtype": model.dtype,
+        "device": model.device.name if model.device is not None else None,
+        "parameters": [
+            {"name": name, "shape": list(a.shape), "dtype": a.dtype.name}
+            for name, a in ((n, arrays[_PARAM + n]) for n in named)
+        ],
+        "optimizer": None,
+        "history": None,
+        "metadata": None,
+    }
+    if optimizer is not None:
+        header["optimizer"], optim_arrays = _optimizer_entry(optimizer, named)
+        arrays.update((_OPTIM + key, value) for key, value in optim_arrays.items())
+    if history is not None:
+        if not isinstance(history, History):
+            history = History.from_dict(history)  # a dict that does not fit would only fail at load time
+        header["history"] = history.to_dict()
+        _check_json(header["history"], "history")
+    if metadata is not None:
+        _check_json(metadata, "metadata")
+        header["metadata"] = metadata
+    _check_json(header["architecture"], f"{type(model).__name__}.get_config()")
+    text = json.dumps(header, indent=1)
+    arrays[_HEADER] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    _write_atomically(target, arrays)
+    return target
+
+
+def _host(array: Any, what: str) -> np.ndarray:
+    host = np.ascontiguousarray(to_numpy(array))
+    if host.dtype.hasobject:
+        raise TypeError(f"{what} is an object array; xpnet saves numeric arrays only and never pickles")
+    return host
+
+
+def _xpnet_version() -> str:
+    from . import __version__  # here, not at the top: xpnet/__init__ may import this module
+
+    return __version__
+
+
+def _check_json(value: Any, what: str) -> None:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{what} must be JSON-serialisable (dicts, lists, str, int, float, bool, None) to be saved: {exc}"
+        ) from exc
+
+
+def _optimizer_entry(optimizer: Any, named: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The header entry and arrays for ``optimizer``; its parameters are recorded by
+    qualified name so loading can point the state at the rebuilt model's parameters."""
+    if not hasattr(optimizer, "state_dict") or not hasattr(optimizer, "params"):
+        raise TypeError(f"optimizer must be an xpnet.optim.Optimizer, got {type(optimizer).__name__}")
+    by_handle = {(id(p.module), p.name): name for name, p in named.items()}
+    names = []
+    for p in optimizer.params:
+        name = by_handle.get((id(p.module), p.name))
+        if name is None:
+            raise ValueError(
+                f"the optimizer updates {p!r}, which is not a parameter of this model; "
+                f"save the model the optimizer was built over"
+            )
+        names.append(name)
+    state = optimizer.state_dict()
+    arrays = {key: _host(value, f"optimizer state {key!r}") for key, value in state["arrays"].items()}
+    entry = {
+        "type": state["type"],
+        "lr": state["lr"],
+        "initial_lr": state["initial_lr"],
+        "t": state["t"],
+        "config": state["config"],
+        "parameters": names,
+        "arrays": sorted(arrays),
+    }
+    _check_json(entry, f"{state['type']} hyperparameters")
+    return entry, arrays
+
+
+def _write_atomically(target: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
+    tmp = tempfile.NamedTemporaryFile(delete=False, dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with tmp:
+            # What numpy.savez writes, with allow_pickle=False enforced on every member.
+            with zipfile.ZipFile(tmp, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+                for key, value in arrays.items():
+                    with archive.open(key + ".npy", mode="w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, value, allow_pickle=False)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.chmod(tmp.name, _new_file_mode(target))
+        os.replace(tmp.name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp.name)
+        raise
+    _fsync_directory(target.parent)
+
+
+def _new_file_mode(target: pathlib.Path) -> int:
+    """The permissions a plain ``open(target, "w")`` would give (temporary files are 0600)."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _fsync_directory(directory: pathlib.Path) -> None:
+    # Makes the rename itself durable on POSIX; directories cannot be opened on Windows.
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------------ load
+def load(
+    path: str | os.PathLike[str],
+    *,
+    device: Any = None,
+    dtype: Any = None,
+    optimizer: Any = None,
+) -> Module:
+    """Rebuild a model saved with :func:`save`.
+
+    Args:
+        path: the file (``".npz"`` is tried too when ``path`` does not exist).
+        device: where to create the parameters (default: the current device, so a
+            model saved on a GPU loads on a CPU-only machine).
+        dtype: ``"float32"``/``"float64"`` (default: the dtype it was saved in).
+        optimizer: an optimizer of the saved type (e.g. ``SGD(template.parameters(),
+            lr=0.1, momentum=0.9)`` over a model of the same architecture): it is
+            pointed at the loaded model's parameters and its saved state (``lr``,
+            step count, momentum or Adam moments) is restored, so training resumes
+            where it stopped. Its other hyperparameters stay as constructed.
+
+    Returns:
+        The model (a ``Sequential`` or whatever Module type was saved).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CorruptFileError: the file is truncated, damaged, or not an xpnet model.
+        ValueError: ``optimizer`` is given but does not fit the saved state.
+    """
+    return load_checkpoint(path, device=device, dtype=dtype, optimizer=optimizer).model
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    device: Any = None,
+    dtype: Any = None,
+    optimizer: Any = None,
+) -> Checkpoint:
+    """Like :func:`load`, but also returns the saved history, metadata and optimizer
+    state, to resume training or inspect a run:
+
+    >>> ckpt = xpnet.io.load_checkpoint("run.npz")
+    >>> opt = xpnet.optim.Adam(ckpt.model.parameters())
+    >>> opt.load_state_dict(ckpt.optimizer_state)
+    """
+    file = _existing(path)
+    with open(file, "rb") as handle:
+        magic = handle.read(6)
+        handle.seek(0)
+        if not magic:
+            raise _corrupt(file, "the file is empty (0 bytes); was the save interrupted?")
+        if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
+            raise _corrupt(file, f"it is not an .npz archive (it starts with {magic!r}, not the zip signature 'PK')")
+        try:
+            archive = np.load(handle, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - whatever numpy trips on, the file is not an npz
+            raise _corrupt(file, f"not a readable .npz archive ({type(exc).__name__}: {exc})") from exc
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise _corrupt(file, "it holds a single .npy array, not an .npz archive written by xpnet.io.save")
+        with archive:
+            header = _read_header(file, archive)
+            params, optim_arrays = _read_arrays(file, archive, header)
+    optimizer_state = _optimizer_state(file, header, optim_arrays)
+    model = _build(file, header, params, device, dtype)
+    if optimizer is not None:
+        _restore_optimizer(file, optimizer, optimizer_state, model)
+    history = None
+    if header.get("history") is not None:
+        try:
+            history = History.from_dict(header["history"])
+        except TypeError as exc:
+            raise _corrupt(file, f"the saved history does not fit History: {exc}") from exc
+    return Checkpoint(model=model, history=history, metadata=header.get("metadata"), optimizer_state=optimizer_state)
+
+
+def _existing(path: str | os.PathLike[str]) -> pathlib.Path:
+    file = pathlib.Path(os.fspath(path))
+    if file.exists():
+        return file
+    with_suffix = file.with_name(file.name + ".npz")
+    if file.suffix != ".npz" and with_suffix.exists():
+        return with_suffix
+    raise FileNotFoundError(errno.ENOENT, "No saved xpnet model", str(file))
+
+
+def _corrupt(file: pathlib.Path, what: str) -> CorruptFileError:
+    return CorruptFileError(f"'{file}' is not a loadable xpnet model: {what}")
+
+
+def _member(file: pathlib.Path, archive: Any, key: str) -> np.ndarray:
+    try:
+        value = archive[key]
+    except ValueError as exc:
+        if "pickle" in str(exc) or "Object arrays" in str(exc):
+            raise _corrupt(
+                file,
+                f"entry {key!r} is an object (pickled) array; xpnet never writes those and refuses to unpickle them",
+            ) from exc
+        raise _corrupt(file, f"entry {key!r} is damaged ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - CRC errors, short reads, bad .npy headers: all damage
+        raise _corrupt(file, f"entry {key!r} is damaged ({type(exc).__name__}: {exc})") from exc
+    if value.dtype.hasobject:
+        raise _corrupt(file, f"entry {key!r} is an object array; xpnet refuses those")
+    return value
+
+
+def _read_header(file: pathlib.Path, archive: Any) -> dict[str, Any]:
+    if _HEADER not in archive.files:
+        raise _corrupt(file, f"it has no {_HEADER!r} entry (an .npz archive, but not written by xpnet.io.save)")
+    raw = _member(file, archive, _HEADER)
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise _corrupt(file, f"the header is a {raw.dtype} array of shape {raw.shape}, expected 1-D uint8")
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _corrupt(file, f"the header is not valid JSON ({exc})") from exc
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+        found = header.get("format") if isinstance(header, dict) else type(header).__name__
+        raise _corrupt(file, f"the header says format {found!r}, expected {FORMAT_NAME!r}")
+    version = header.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _corrupt(file, f"the header has format version {version!r}, expected an integer >= 1")
+    if version > FORMAT_VERSION:
+        raise _corrupt(
+            file,
+            f"it was written in format version {version} by xpnet {header.get('xpnet_version')}; this xpnet reads "
+            f"up to version {FORMAT_VERSION}. Upgrade xpnet (pip install -U xpnet)",
+        )
+    for key, kind in (("architecture", dict), ("parameters", list)):
+        if not isinstance(header.get(key), kind):
+            raise _corrupt(file, f"the header's {key!r} entry is missing or not a {kind.__name__}")
+    return header
+
+
+def _read_arrays(
+    file: pathlib.Path, archive: Any, header: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    try:
+        expected = {entry["name"]: tuple(entry["shape"]) for entry in header["parameters"]}
+    except (KeyError, TypeError) as exc:
+        raise _corrupt(file, f"the header's parameter list is malformed ({exc!r})") from exc
+    entry = header.get("optimizer")
+    optim_names = set(entry.get("arrays", [])) if isinstance(entry, dict) else set()
+    params, optim = {}, {}
+    unexpected = []
+    for key in archive.files:
+        if key == _HEADER:
+            continue
+        if key.startswith(_PARAM) and key[len(_PARAM) :] in expected:
+            params[key[len(_PARAM) :]] = _member(file, archive, key)
+        elif key.startswith(_OPTIM) and key[len(_OPTIM) :] in optim_names:
+            optim[key[len(_OPTIM) :]] = _member(file, archive, key)
+        else:
+            unexpected.append(key)
+    missing = sorted(set(expected) - set(params))
+    missing_optim = sorted(optim_names - set(optim))
+    if missing or missing_optim or unexpected:
+        parts = [
+            f"missing parameter arrays {missing}" if missing else "",
+            f"missing optimizer arrays {missing_optim}" if missing_optim else "",
+            f"unexpected entries {sorted(unexpected)}" if unexpected else "",
+        ]
+        raise _corrupt(file, "; ".join(p for p in parts if p))
+    for name, value in params.items():
+        if tuple(value.shape) != expected[name]:
+            raise _corrupt(file, f"parameter {name!r} has shape {tuple(value.shape)}, the header says {expected[name]}")
+        if value.dtype.kind != "f":
+            raise _corrupt(file, f"parameter {name!r} has dtype {value.dtype}, expected a float dtype")
+    return params, optim
+
+
+def _build(
+    file: pathlib.Path, header: dict[str, Any], params: dict[str, np.ndarray], device: Any, dtype: Any
+) -> Module:
+    arch = header["architecture"]
+    kind, config = arch.get("type"), arch.get("config")
+    saved_dtype = header.get("dtype")
+    if saved_dtype is not None and saved_dtype not in FLOAT_DTYPES:
+        raise _corrupt(file, f"the header gives parameter dtype {saved_dtype!r}, expected one of {FLOAT_DTYPES}")
+    target_dtype = dtype if dtype is not None else saved_dtype or default_dtype()
+    # Building draws throwaway initial weights; keep the global generator where it was
+    # so loading does not change the dropout masks or shuffles that follow.
+    with using(device, target_dtype), _random.preserved_state():
+        try:
+            model = layer_class(kind).from_config(config)
+        except KeyError as exc:
+            text = str(exc.args[0]) if exc.args else ""
+            if text.startswith("unknown layer type"):
+                raise _corrupt(
+                    file, f"{text} (if it is your own layer, import the module that defines it before loading)"
+                ) from exc
+            raise _corrupt(file, f"the saved {kind} config lacks the entry {exc}") from exc
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise _corrupt(file, f"cannot rebuild the saved {kind} from its config ({exc})") from exc
+    if not isinstance(model, Module):
+        raise _corrupt(file, f"{kind}.from_config returned a {type(model).__name__}, not a Module")
+    own = {name: p.shape for name, p in model.named_parameters()}
+    missing, extra = sorted(set(own) - set(params)), sorted(set(params) - set(own))
+    if missing or extra:
+        raise _corrupt(
+            file, f"the saved parameters do not fit the rebuilt {kind}: missing {missing}, unexpected {extra}"
+        )
+    for name, shape in own.items():
+        if tuple(params[name].shape) != tuple(shape):
+            raise _corrupt(
+                file,
+                f"parameter {name!r} has shape {tuple(params[name].shape)}, the rebuilt {kind} expects {tuple(shape)}",
+            )
+    return model.load_state_dict(params)
+
+
+def _optimizer_state(
+    file: pathlib.Path, header: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> dict[str, Any] | None:
+    entry = header.get("optimizer")
+    if entry is None:
+        return None
+    try:
+        state = {
+            "type": str(entry["type"]),
+            "lr": float(entry["lr"]),
+            "initial_lr": float(entry["initial_lr"]),
+            "t": int(entry["t"]),
+            "config": dict(entry["config"]),
+            "parameters": list(entry["parameters"]),
+            "arrays": arrays,
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _corrupt(file, f"the header's optimizer entry is malformed ({exc!r})") from exc
+    shapes = {item["name"]: tuple(item["shape"]) for item in header["parameters"]}
+    unknown = [name for name in state["parameters"] if name not in shapes]
+    if unknown:
+        raise _corrupt(file, f"the optimizer entry names parameters the model does not have: {unknown}")
+    for key, value in arrays.items():
+        index, _, _ = key.partition(".")
+        if not index.isdigit() or int(index) >= len(state["parameters"]):
+            raise _corrupt(file, f"optimizer state {key!r} refers to no saved parameter")
+        name = state["parameters"][int(index)]
+        if tuple(value.shape) != shapes.get(name):
+            raise _corrupt(
+                file,
+                f"optimizer state {key!r} has shape {tuple(value.shape)}, parameter {name!r} has {shapes.get(name)}",
+            )
+    return state
+
+
+def _restore_optimizer(file: pathlib.Path, optimizer: Any, state: dict[str, Any] | None, model: Module) -> None:
+    kind = type(optimizer).__name__
+    if state is None:
+        raise ValueError(
+            f"'{file}' has no optimizer state to restore into {kind}; it was saved without save(..., optimizer=...)"
+        )
+    if state["type"] != kind:
+        raise ValueError(
+            f"'{file}' holds {state['type']} state, but the optimizer given is a {kind}; "
+            f"construct a {state['type']} to resume"
+        )
+    named = dict(model.named_parameters())
+    handles = [named[name] for name in state["parameters"]]
+    if len(optimizer.params) != len(handles):
+        raise ValueError(
+            f"the {kind} given updates {len(optimizer.params)} parameters, the saved one "
+            f"{len(handles)}; build it over a model of the saved architecture"
+        )
+    for mine, theirs in zip(optimizer.params, handles, strict=True):
+        if mine.shape != theirs.shape:
+            raise ValueError(
+                f"the {kind} given updates a parameter of shape {mine.shape} where the saved "
+                f"one had {theirs.shape} ({theirs!r}); build it over a model of the saved architecture"
+            )
+    optimizer.params = handles
+    optimizer.load_state_dict(state)

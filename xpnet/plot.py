@@ -1,0 +1,388 @@
+"""Pictures of training: learning curves, linear-classifier templates, optimizer paths
+on a contour plot, and grids of sample images.
+
+An optional extra (``pip install "xpnet[plot]"``): matplotlib is imported only when a
+function here is called. Every function returns a :class:`matplotlib.figure.Figure`
+built without pyplot, so it shows once when it is the last expression of a notebook
+cell (pyplot figures would show twice) and never leaks into pyplot's figure list;
+save it with ``fig.savefig("curves.png")``. Arrays may come from any backend.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .backend import to_numpy
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["plot_history", "plot_weights", "plot_contour_path", "plot_images"]
+
+# A grid of thousands of subplots takes minutes to draw; ask for a slice instead.
+_MAX_IMAGES = 256
+
+
+def _figure_class() -> type[Figure]:
+    """matplotlib's Figure, imported on first use: matplotlib is an optional extra."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ImportError('xpnet.plot needs matplotlib: pip install "xpnet[plot]"') from exc
+    return Figure
+
+
+def _root_figure(ax: Axes) -> Figure:
+    fig = ax.figure
+    while not isinstance(fig, _figure_class()):  # an axes inside a SubFigure
+        fig = fig.figure
+    return fig
+
+
+# ------------------------------------------------------------------ learning curves
+def plot_history(history: Any, metrics: str | Sequence[str] | None = None, *, title: str | None = None) -> Figure:
+    """Learning curves: one subplot per metric, training solid, validation dashed.
+
+    Args:
+        history: an :class:`xpnet.History` or a plain dict ``{"loss": [...],
+            "val_loss": [...], "accuracy": [...], ...}`` with one float per epoch.
+        metrics: the metrics to draw, e.g. ``"loss"`` or ``["loss", "accuracy"]``
+            (``"val_accuracy"`` means ``"accuracy"``: each subplot shows both curves).
+            Default: every metric present except ``"lr"``, loss first.
+        title: a title over all subplots.
+
+    Returns:
+        The Figure; x axis = epoch 1, 2, ..., n.
+
+    Raises:
+        ValueError: the history has no recorded epochs, or a metric is not in it.
+    """
+    Figure = _figure_class()
+    logs = getattr(history, "history", history)
+    if not isinstance(logs, Mapping):
+        raise TypeError(f"plot_history expects an xpnet.History or a dict of lists, got {type(history).__name__}")
+    logs = {key: [float(v) for v in values] for key, values in logs.items() if len(values)}
+    if not logs:
+        raise ValueError("plot_history got an empty history (no epoch recorded); train for at least one epoch first")
+
+    available = list(dict.fromkeys(key.removeprefix("val_") for key in logs))
+    available.sort(key=lambda name: name != "loss")  # stable: loss first, the rest in recorded order
+    if metrics is None:
+        names = [name for name in available if name != "lr"] or available
+    else:
+        names = [name.removeprefix("val_") for name in ([metrics] if isinstance(metrics, str) else metrics)]
+        unknown = [name for name in names if name not in available]
+        if unknown:
+            raise ValueError(f"plot_history: unknown metric(s) {unknown}; this history has {available}")
+        names = list(dict.fromkeys(names))
+
+    from matplotlib.ticker import MaxNLocator
+
+    ncols = min(len(names), 3)
+    nrows = math.ceil(len(names) / ncols)
+    fig = Figure(figsize=(4.8 * ncols, 3.6 * nrows), layout="constrained")
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        for key, label, style, color in ((name, "train", "-", "C0"), ("val_" + name, "validation", "--", "C1")):
+            if key not in logs:
+                continue
+            values = logs[key]
+            # Markers keep a one-epoch run visible (a single point draws no line).
+            marker = "o" if len(values) <= 50 else None
+            ax.plot(
+                range(1, len(values) + 1),
+                values,
+                linestyle=style,
+                color=color,
+                marker=marker,
+                markersize=3,
+                label=label,
+            )
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    if title is not None:
+        fig.suptitle(title)
+    return fig
+
+
+# ------------------------------------------------------------ linear-classifier templates
+def _weight_matrix(weights: Any) -> np.ndarray:
+    from .nn import Linear, Module
+
+    if isinstance(weights, Module):
+        layer = next((m for m in weights.modules() if isinstance(m, Linear)), None)
+        if layer is None:
+            raise ValueError(f"plot_weights: {type(weights).__name__} has no Linear layer whose weights to show")
+        weights = layer.params["W"]
+    return np.asarray(to_numpy(weights), dtype=np.float64)
+
+
+def _as_hwc(image: np.ndarray) -> np.ndarray:
+    """(C, H, W) with C in {1, 3} -> (H, W, C); a single channel -> (H, W)."""
+    if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (1, 3):
+        image = np.moveaxis(image, 0, -1)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    return image
+
+
+def _rescale(image: np.ndarray) -> np.ndarray:
+    """Min-max to [0, 1]; a constant image becomes all zeros."""
+    low, high = float(image.min()), float(image.max())
+    return (image - low) / (high - low) if high > low else np.zeros_like(image)
+
+
+def _grid(fig: Figure, count: int, ncols: int) -> list[Axes]:
+    nrows = math.ceil(count / ncols)
+    return [fig.add_subplot(nrows, ncols, i + 1) for i in range(count)]
+
+
+def plot_weights(
+    weights: Any,
+    image_shape: tuple[int, ...] = (32, 32, 3),
+    *,
+    class_names: Sequence[str] | None = None,
+    ncols: int = 5,
+) -> Figure:
+    """A linear classifier's weights as one image per class (the course's CIFAR-10 templates).
+
+    Args:
+        weights: an array (D, K) from any backend - column ``k`` is class ``k``'s
+            template - or an :class:`xpnet.nn.Linear`, or a model whose first Linear
+            layer is used.
+        image_shape: the shape of one input image, with ``prod(image_shape) == D``:
+            (H, W, C) (channels last, as CIFAR-10 in the course), (C, H, W) with C in
+            {1, 3}, or (H, W) for grayscale such as (8, 8) digits or (28, 28) MNIST.
+        class_names: K titles (default ``"class 0"``, ...).
+        ncols: tiles per row.
+
+    Returns:
+        The Figure, one axes per class; each template is min-max rescaled to [0, 1] on
+        its own, so the tiles show patterns, not relative magnitudes.
+
+    Raises:
+        ValueError: D does not match ``prod(image_shape)``, or ``class_names`` has not K entries.
+    """
+    Figure = _figure_class()
+    W = _weight_matrix(weights)
+    image_shape = tuple(int(n) for n in image_shape)
+    size = math.prod(image_shape)
+    if W.ndim != 2:
+        raise ValueError(f"plot_weights expects weights of shape (D, K), got shape {W.shape}")
+    D, K = W.shape
+    if D != size:
+        hint = " (the weights look transposed: pass weights.T)" if K == size else ""
+        raise ValueError(
+            f"plot_weights got weights of shape {W.shape}: D={D} input features, but image_shape={image_shape} "
+            f"has {size} pixels{hint}; pass the image_shape of one input image"
+        )
+    if class_names is not None and len(class_names) != K:
+        raise ValueError(f"plot_weights got {len(class_names)} class_names for {K} classes")
+
+    ncols = max(1, min(ncols, K))
+    fig = Figure(figsize=(1.7 * ncols, 1.9 * math.ceil(K / ncols)), layout="constrained")
+    for k, ax in enumerate(_grid(fig, K, ncols)):
+        template = _rescale(_as_hwc(W[:, k].reshape(image_shape)))
+        ax.imshow(template, cmap="gray" if template.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.set_title(class_names[k] if class_names is not None else f"class {k}", fontsize=9)
+        ax.set_axis_off()
+    return fig
+
+
+# ------------------------------------------------------------------ optimizer paths
+def _path_points(path: Any) -> np.ndarray:
+    if isinstance(path, (list, tuple)):
+        # A list of per-step arrays (possibly 0-d or (2,) arrays of another backend).
+        points = [np.asarray(to_numpy(p), dtype=np.float64).reshape(-1) for p in path]
+        if any(p.shape != (2,) for p in points):
+            shapes = sorted({p.shape for p in points})
+            raise ValueError(f"plot_contour_path: path points must be (x, y) pairs, got points of shape {shapes}")
+        return np.stack(points) if points else np.zeros((0, 2))
+    points = np.asarray(to_numpy(path), dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"plot_contour_path: path must be an (n, 2) array of (x, y) points, got shape {points.shape}")
+    return points
+
+
+def plot_contour_path(
+    f: Callable[[np.ndarray, np.ndarray], Any],
+    path: Any = None,
+    *,
+    xlim: tuple[float, float] = (-2, 2),
+    ylim: tuple[float, float] = (-2, 2),
+    levels: int | Sequence[float] = 30,
+    ax: Axes | None = None,
+    log_scale: bool = False,
+) -> Figure:
+    """Contour lines of ``f(x, y)`` with an optimizer's path on top.
+
+    Args:
+        f: a function of two NumPy arrays of the same shape (G, G) returning (G, G)
+            values, e.g. ``lambda x, y: x**2 + 10 * y**2`` or Rosenbrock
+            ``lambda x, y: (1 - x)**2 + 100 * (y - x**2)**2``.
+        path: the iterates, an (n, 2) array from any backend or a sequence of n
+            (x, y) points; drawn as a line with markers, start and end marked.
+        xlim, ylim: the region shown.
+        levels: the number of contour levels, or their values.
+        ax: draw on this axes (default: a new Figure).
+        log_scale: space the levels logarithmically - for valleys like Rosenbrock's;
+            values <= 0 get no contour line.
+
+    Returns:
+        The Figure holding the axes.
+
+    Raises:
+        ValueError: ``f`` did not return one value per grid point, ``path`` is not
+            (n, 2), or ``log_scale`` with no positive value of ``f`` on the grid.
+    """
+    Figure = _figure_class()
+    fig = Figure(figsize=(6, 5), layout="constrained") if ax is None else _root_figure(ax)
+    if ax is None:
+        ax = fig.add_subplot()
+    points = None if path is None else _path_points(path)
+
+    grid_x, grid_y = np.meshgrid(np.linspace(*xlim, 200), np.linspace(*ylim, 200))
+    z = np.asarray(to_numpy(f(grid_x, grid_y)), dtype=np.float64)
+    if z.shape != grid_x.shape:
+        raise ValueError(
+            f"plot_contour_path: f(x, y) on {grid_x.shape} grids returned shape {z.shape}; "
+            "write f with NumPy operations that work elementwise"
+        )
+    contour_kwargs: dict[str, Any] = {"levels": levels}
+    if log_scale:
+        from matplotlib.colors import LogNorm
+
+        positive = z[z > 0]
+        if positive.size == 0:
+            raise ValueError("plot_contour_path: log_scale=True needs f > 0 somewhere on the grid; use log_scale=False")
+        low, high = float(positive.min()), float(positive.max())
+        if isinstance(levels, int):
+            contour_kwargs["levels"] = np.geomspace(low, high, levels) if high > low else [low]
+        contour_kwargs["norm"] = LogNorm(vmin=low, vmax=high)
+        z = np.ma.masked_less_equal(z, 0)
+    ax.contour(grid_x, grid_y, z, cmap="viridis", linewidths=0.8, **contour_kwargs)
+
+    if points is not None and len(points):
+        ax.plot(points[:, 0], points[:, 1], "-o", color="tab:red", markersize=3, linewidth=1.2, label="path")
+        ax.plot(*points[0], marker="o", markersize=9, color="tab:green", linestyle="none", label="start")
+        ax.plot(*points[-1], marker="*", markersize=14, color="black", linestyle="none", label="end")
+        ax.legend(loc="best")
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    return fig
+
+
+# --------------------------------------------------------------------- image grids
+def _image_batch(images: Any) -> np.ndarray:
+    """(N, D) / (N, H, W) / (N, H, W, C) / (N, C, H, W) -> (N, H, W) or (N, H, W, 3)."""
+    x = to_numpy(images)
+    if x.ndim == 2:
+        n, d = x.shape
+        side = math.isqrt(d)
+        if d == 32 * 32 * 3:
+            x = x.reshape(n, 32, 32, 3)
+        elif side * side == d:
+            x = x.reshape(n, side, side)
+        else:
+            raise ValueError(
+                f"plot_images got flattened images of shape {x.shape}: D={d} is neither a perfect square "
+                "(grayscale) nor 3072 (32x32x3); reshape them to (N, H, W) or (N, H, W, C) first"
+            )
+    elif x.ndim == 4:
+        if x.shape[-1] not in (1, 3) and x.shape[1] in (1, 3):
+            x = np.moveaxis(x, 1, -1)
+        if x.shape[-1] not in (1, 3):
+            raise ValueError(f"plot_images got images of shape {x.shape}; expected (N, H, W, C) with C = 1 or 3")
+        if x.shape[-1] == 1:
+            x = x[..., 0]
+    elif x.ndim != 3:
+        raise ValueError(
+            f"plot_images got an array of shape {x.shape}; expected (N, H, W), (N, H, W, C) or flattened (N, D)"
+        )
+    return x
+
+
+def _class_labels(values: Any, n: int, what: str) -> np.ndarray | None:
+    if values is None:
+        return None
+    ints = np.asarray(to_numpy(values)).reshape(-1).astype(np.int64)
+    if len(ints) != n:
+        raise ValueError(f"plot_images got {len(ints)} {what} for {n} images")
+    return ints
+
+
+def _class_name(label: int, class_names: Sequence[str] | None) -> str:
+    if class_names is None:
+        return str(label)
+    if not 0 <= label < len(class_names):
+        raise ValueError(f"plot_images: label {label} has no class name; class_names has {len(class_names)} entries")
+    return str(class_names[label])
+
+
+def plot_images(
+    images: Any,
+    labels: Any = None,
+    *,
+    class_names: Sequence[str] | None = None,
+    ncols: int = 8,
+    predictions: Any = None,
+) -> Figure:
+    """A grid of sample images with their labels (and predictions) as titles.
+
+    Args:
+        images: N images from any backend: (N, H, W) grayscale, (N, H, W, C) with C in
+            {1, 3} (or channels first, (N, C, H, W)), or flattened (N, D) with D a perfect
+            square (grayscale, e.g. 64 for 8x8 digits, 784 for MNIST) or D = 3072
+            (32x32x3 CIFAR-10). uint8 is shown as 0-255; any other dtype is min-max
+            rescaled to [0, 1] per image (so mean-subtracted data shows too).
+        labels: N integer class labels, shown as titles.
+        class_names: names for the labels (default: the numbers).
+        ncols: images per row.
+        predictions: N predicted labels; the title shows the prediction, and a wrong
+            one is drawn in red as ``"pred (true)"`` when ``labels`` are given.
+
+    Returns:
+        The Figure, one axes per image.
+
+    Raises:
+        ValueError: an unsupported shape, no images, more than 256 images, or labels /
+            predictions whose length is not N.
+    """
+    Figure = _figure_class()
+    x = _image_batch(images)
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError("plot_images got no images (N = 0)")
+    if n > _MAX_IMAGES:
+        raise ValueError(f"plot_images got {n} images; at most {_MAX_IMAGES} fit a grid, pass a slice like images[:32]")
+    true = _class_labels(labels, n, "labels")
+    pred = _class_labels(predictions, n, "predictions")
+
+    ncols = max(1, min(ncols, n))
+    fig = Figure(figsize=(1.5 * ncols, 1.7 * math.ceil(n / ncols)), layout="constrained")
+    raw = x.dtype == np.uint8
+    for i, ax in enumerate(_grid(fig, n, ncols)):
+        image = x[i] if raw else _rescale(np.asarray(x[i], dtype=np.float64))
+        vmax = 255 if raw else 1.0
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=vmax, interpolation="nearest")
+        ax.set_axis_off()
+        if pred is not None:
+            title = _class_name(pred[i], class_names)
+            if true is not None and pred[i] != true[i]:
+                ax.set_title(f"{title} ({_class_name(true[i], class_names)})", fontsize=8, color="red")
+            else:
+                ax.set_title(title, fontsize=8)
+        elif true is not None:
+            ax.set_title(_class_name(true[i], class_names), fontsize=8)
+    return fig
