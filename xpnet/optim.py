@@ -108,7 +108,7 @@ def _follow(state: Any, param: Any) -> Any:
     xp = array_namespace(param)
     if state is None:
         return xp.zeros_like(param)
-    if state.dtype == param.dtype and str(_device(state)) == str(_device(param)) and type(state) is type(param):
+    if type(state) is type(param) and state.dtype == param.dtype and str(_device(state)) == str(_device(param)):
         return state
     return device_of(param).asarray(to_numpy(state), dtype=dtype_name(param.dtype))
 
