@@ -596,7 +596,7 @@ def _parse(spec: str) -> Device:
     if head in ("strict", "array_api_strict") and len(rest) <= 1:
         if not rest or rest[0] in ("cpu", "cpu_device"):
             return Device("strict")
-        return Device("strict", kind=spec.split(":", 1)[1].strip())
+        return Device("strict", kind=rest[0])
     raise _unknown(spec)
 
 
@@ -751,7 +751,7 @@ def asarray(data: Any, dtype: Any = None, device: str | Device | None = None) ->
     target = resolve_device(device)
     if _is_array(data) and device_of(data) == target and dtype is None:
         host_dtype = dtype_name(data.dtype)
-        if host_dtype in FLOAT_DTYPES and host_dtype != default_dtype():
+        if host_dtype.startswith("float") and host_dtype != default_dtype():
             return target.xp.astype(data, target.dtype(default_dtype()))
         return data
     host = to_numpy(data)
