@@ -1,0 +1,148 @@
+"""Command line: ``python -m xpnet info`` and ``python -m xpnet train digits``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from . import backend as _backend
+
+__all__ = ["main", "info_rows"]
+
+_INFO_DEVICES = (
+    ("numpy", "cpu"),
+    ("cupy", "cuda"),
+    ("jax", "jax"),
+    ("torch", "torch"),
+    ("torch", "torch:cuda"),
+    ("array-api-strict", "strict"),
+    ("array-api-strict", "strict:device1"),
+)
+
+
+def _smoke(device: _backend.Device) -> None:
+    """A tiny forward and backward pass (Linear, ReLU, cross-entropy) on ``device``."""
+    import numpy as np
+
+    from . import losses, nn
+
+    with _backend.using(device):
+        model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+        loss = losses.SoftmaxCrossEntropy()
+        value = loss.forward(model.forward(_backend.asarray(np.ones((2, 4)))), _backend.asarray(np.array([0, 1])))
+        model.backward(loss.backward())
+        if not np.isfinite(float(value)):
+            raise FloatingPointError("non-finite loss")
+
+
+def info_rows() -> list[tuple[str, str, str, str, str]]:
+    """One row per backend/device: (backend, version or 'not installed', device,
+    devices seen, smoke test result)."""
+    rows = []
+    for label, spec in _INFO_DEVICES:
+        impl = _backend._parse(spec)._impl
+        if not impl.installed():
+            rows.append((label, "not installed", spec, "-", "-"))
+            continue
+        version = impl.version() or "?"
+        try:
+            device = _backend.resolve_device(spec)
+        except Exception as exc:  # noqa: BLE001 - reported in the table
+            rows.append((label, version, spec, "-", f"unavailable: {exc}"))
+            continue
+        try:
+            seen = ", ".join(impl.devices())
+        except Exception:  # noqa: BLE001
+            seen = "?"
+        try:
+            _smoke(device)
+            result = "ok: forward/backward ran"
+        except Exception as exc:  # noqa: BLE001
+            result = f"FAILED: {type(exc).__name__}: {exc}"
+        rows.append((label, version, device.name, seen, result))
+    return rows
+
+
+def _info(args: argparse.Namespace) -> int:
+    from . import __version__
+
+    print(f"xpnet {__version__}  (Python {sys.version.split()[0]})")
+    try:
+        current = _backend.current_device().name
+    except Exception as exc:  # noqa: BLE001
+        current = f"invalid XPNET_DEVICE: {exc}"
+    print(f"default device: {current}, default dtype: {_backend.default_dtype()}")
+    rows = [("backend", "version", "device", "devices seen", "smoke test"), *info_rows()]
+    widths = [max(len(r[i]) for r in rows[:]) for i in range(4)]
+    for i, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
+        if i == 0:
+            print("  ".join("-" * w for w in widths) + "  " + "-" * 10)
+    return 0
+
+
+def _load(name: str, data_dir: str | None):
+    from . import data
+
+    if name == "digits":
+        X, y = data.load_digits()
+        return data.train_test_split(X, y, test_size=0.25, seed=0)
+    loader = {"mnist": data.load_mnist, "cifar10": data.load_cifar10}[name]
+    (Xtr, ytr), (Xte, yte) = loader(data_dir)
+    flat = (Xtr.reshape(len(Xtr), -1) / 255.0, Xte.reshape(len(Xte), -1) / 255.0)
+    return flat[0], flat[1], ytr, yte
+
+
+def _train(args: argparse.Namespace) -> int:
+    from . import evaluate, fit, losses, nn, optim, random, save
+
+    device = _backend.use(args.device)
+    random.seed(args.seed)
+    Xtr, Xte, ytr, yte = _load(args.dataset, args.data_dir)
+    sizes = [Xtr.shape[1], *args.hidden, int(ytr.max()) + 1]
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b, init="he_normal" if i < len(sizes) - 2 else "xavier_uniform"))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    model = nn.Sequential(*layers)
+    optimizer = (optim.Adam(model.parameters(), lr=args.lr) if args.optimizer == "adam"
+                 else optim.SGD(model.parameters(), lr=args.lr, momentum=0.9))
+    print(f"training on {device} ({len(Xtr)} train / {len(Xte)} test samples)")
+    print(model)
+    start = time.perf_counter()
+    fit(model, losses.SoftmaxCrossEntropy(), Xtr, ytr, optimizer=optimizer, epochs=args.epochs,
+        batch_size=args.batch_size, progress=not args.quiet)
+    seconds = time.perf_counter() - start
+    result = evaluate(model, "cross_entropy", Xte, yte)
+    print(f"test accuracy: {result['accuracy']:.4f}  (test loss {result['loss']:.4f}, trained in {seconds:.1f}s)")
+    if args.save:
+        print(f"saved to {save(model, args.save, optimizer=optimizer)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m xpnet`` and the ``xpnet`` script."""
+    parser = argparse.ArgumentParser(prog="python -m xpnet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="which backends and devices work here")
+    train = sub.add_parser("train", help="train an MLP and print the test accuracy")
+    train.add_argument("dataset", choices=["digits", "mnist", "cifar10"])
+    train.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, auto, jax, torch, strict (default auto)")
+    train.add_argument("--epochs", type=int, default=20)
+    train.add_argument("--hidden", type=int, nargs="*", default=[32], help="hidden layer sizes (default 32)")
+    train.add_argument("--lr", type=float, default=3e-3)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--data-dir", default=None, help="where MNIST/CIFAR-10 files are (default XPNET_DATA_DIR)")
+    train.add_argument("--save", default=None, help="save the trained model to this .npz file")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+    args = parser.parse_args(argv)
+    try:
+        return _info(args) if args.command == "info" else _train(args)
+    except (_backend.UnknownDeviceError, _backend.BackendUnavailableError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
