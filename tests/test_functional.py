@@ -12,7 +12,7 @@ from typing import Any
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xpnet
@@ -473,6 +473,13 @@ matrices = hnp.arrays(
 )
 
 
+moderate_matrices = hnp.arrays(
+    np.float64,
+    st.tuples(st.integers(1, 4), st.integers(1, 6)),
+    elements=st.floats(-19.9, 19.9, allow_nan=False, allow_infinity=False),
+)
+
+
 @st.composite
 def matrix_pairs(draw):
     a = draw(matrices)
@@ -534,10 +541,11 @@ def test_one_hot_rows_sum_to_one(k_labels):
 
 
 @settings(max_examples=50, deadline=None)
-@given(matrices, st.data())
+@given(moderate_matrices, st.data())
 def test_bce_with_logits_equals_bce_on_probabilities(z, data):
+    # |z| < 20 keeps probabilities away from 0 and 1, where the clipping is idle; drawn in
+    # range rather than filtered, so Hypothesis never rejects most of its inputs
     t = data.draw(hnp.arrays(np.float64, z.shape, elements=st.sampled_from([0.0, 1.0])))
-    assume(np.all(np.abs(z) < 20.0))  # probabilities away from 0 and 1, where clipping is idle
     np.testing.assert_allclose(
         F.binary_cross_entropy_with_logits(z, t), F.binary_cross_entropy(F.sigmoid(z), t), rtol=1e-8, atol=1e-10
     )
