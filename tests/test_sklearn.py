@@ -274,10 +274,10 @@ def test_strict_and_numpy_give_the_same_loss_curve(estimator, digits):
 
 
 def _expected_failed_checks(estimator):
-    if isinstance(estimator, MLPRegressor) and estimator.dtype == "float32":
+    if estimator.dtype == "float32":
         return {"check_methods_subset_invariance": (
             "float32 rounding: NumPy's one-row matrix product (gemv) and its many-row product (gemm) differ "
-            "in the last bit, ~2e-7 relative, above the check's 1e-7; the float64 instance passes it")}
+            "in the last bit, ~2e-7 relative, above the check's 1e-7; the float64 (default) instances pass it")}
     return {}
 
 
@@ -286,7 +286,8 @@ _SMALL = dict(hidden_layer_sizes=(16,), max_iter=100, learning_rate_init=1e-2, r
 
 @no_convergence_warning
 @parametrize_with_checks(
-    [MLPClassifier(**_SMALL), MLPRegressor(**_SMALL), MLPRegressor(**_SMALL, dtype="float64")],
+    [MLPClassifier(**_SMALL), MLPRegressor(**_SMALL),
+     MLPClassifier(**_SMALL, dtype="float32"), MLPRegressor(**_SMALL, dtype="float32")],
     expected_failed_checks=_expected_failed_checks,
 )
 def test_scikit_learn_estimator_checks(estimator, check):

@@ -59,6 +59,7 @@ __all__ = [
     "device_of",
     "dtype_name",
     "resolve_device",
+    "array_namespace",
     "FLOAT_DTYPES",
 ]
 
@@ -102,12 +103,31 @@ _CUPY_FIX = 'install CuPy with `pip install "xpnet[cuda12x]"` (CUDA 12) or `pip 
 
 
 # --------------------------------------------------------------------------- dtypes
+_DTYPE_NAME_CACHE: dict[Any, str] = {}
+
+
 def dtype_name(dtype: Any) -> str:
     """Canonical name (``"float32"``, ``"int64"``, ...) of a dtype given as a string,
     a NumPy/CuPy/JAX dtype or scalar type, a torch dtype or an array-api-strict dtype.
 
     Raises ``TypeError`` for anything else.
     """
+    # Keyed by (type, dtype) so a lookup never compares dtypes of two libraries
+    # (array-api-strict warns on that).
+    key = (type(dtype), dtype)
+    try:
+        return _DTYPE_NAME_CACHE[key]
+    except (KeyError, TypeError):  # TypeError: an unhashable dtype-like
+        pass
+    name = _dtype_name(dtype)
+    try:
+        _DTYPE_NAME_CACHE[key] = name
+    except TypeError:
+        pass
+    return name
+
+
+def _dtype_name(dtype: Any) -> str:
     if isinstance(dtype, str):
         name = dtype
     else:
@@ -760,11 +780,31 @@ def asarray(data: Any, dtype: Any = None, device: str | Device | None = None) ->
     return target.asarray(host, dtype=dtype)
 
 
+_NAMESPACES: dict[type, Any] = {}
+
+
+def array_namespace(*arrays: Any) -> Any:
+    """``array_api_compat.array_namespace``, remembered per array type.
+
+    Every op of every layer asks for its namespace, and array-api-compat's answer
+    depends only on the type of the arrays; caching it removes ~10 us per call from the
+    training step. Mixed types go to array-api-compat, which raises its usual error.
+    """
+    kind = type(arrays[0])
+    for other in arrays[1:]:
+        if type(other) is not kind:
+            return array_api_compat.array_namespace(*arrays)
+    xp = _NAMESPACES.get(kind)
+    if xp is None:
+        xp = _NAMESPACES[kind] = array_api_compat.array_namespace(arrays[0])
+    return xp
+
+
 def check_same_device(where: str, arrays: dict[str, Any]) -> Any:
     """The namespace shared by ``arrays`` (name -> array); a clear error if they mix
     backends or devices. ``where`` names the layer or loss in the message."""
     try:
-        xp = array_api_compat.array_namespace(*arrays.values())
+        xp = array_namespace(*arrays.values())
     except TypeError as exc:
         found = ", ".join(f"{k} on {device_of(v).name}" for k, v in arrays.items())
         raise DeviceMismatchError(

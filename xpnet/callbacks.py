@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from array_api_compat import array_namespace
+from .backend import array_namespace
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler"]
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from array_api_compat import array_namespace, device
+from array_api_compat import device
 
-from .backend import default_dtype, dtype_name
+from .backend import array_namespace, default_dtype, dtype_name
 
 __all__ = [
     "linear",
     "linear_backward",
+    "linear_backward_input",
+    "linear_backward_params",
     "relu",
     "relu_backward",
     "sigmoid",
@@ -32,6 +34,7 @@ __all__ = [
     "log_softmax",
     "one_hot",
     "clip_probabilities",
+    "nll_loss",
     "softmax_cross_entropy",
     "softmax_cross_entropy_backward",
     "cross_entropy",
@@ -54,7 +57,11 @@ def linear(x: Array, W: Array, b: Array | None = None) -> Array:
     """
     xp = array_namespace(x, W)
     out = xp.matmul(x, W)
-    return out if b is None else out + b
+    if b is not None:
+        # `out` is our own fresh array: adding in place saves an allocation; on JAX,
+        # whose arrays are immutable, `+=` simply rebinds the name.
+        out += b
+    return out
 
 
 def linear_backward(grad_out: Array, x: Array, W: Array) -> tuple[Array, Array, Array]:
@@ -62,24 +69,40 @@ def linear_backward(grad_out: Array, x: Array, W: Array) -> tuple[Array, Array, 
 
     Shapes: grad_out (N, M), x (N, D), W (D, M) -> dx (N, D), dW (D, M), db (M,).
     """
-    xp = array_namespace(grad_out, x, W)
-    dx = xp.matmul(grad_out, xp.matrix_transpose(W))
-    dW = xp.matmul(xp.matrix_transpose(x), grad_out)
-    db = xp.sum(grad_out, axis=0)
-    return dx, dW, db
+    dW, db = linear_backward_params(grad_out, x)
+    return linear_backward_input(grad_out, W), dW, db
+
+
+def linear_backward_input(grad_out: Array, W: Array) -> Array:
+    """dx of :func:`linear`: ``grad_out @ W.T``. Shapes: (N, M), (D, M) -> (N, D)."""
+    xp = array_namespace(grad_out, W)
+    return xp.matmul(grad_out, xp.matrix_transpose(W))
+
+
+def linear_backward_params(grad_out: Array, x: Array) -> tuple[Array, Array]:
+    """dW and db of :func:`linear`: ``x.T @ grad_out`` and the column sums of grad_out.
+
+    Shapes: grad_out (N, M), x (N, D) -> dW (D, M), db (M,).
+    """
+    xp = array_namespace(grad_out, x)
+    return xp.matmul(xp.matrix_transpose(x), grad_out), xp.sum(grad_out, axis=0)
 
 
 # -------------------------------------------------------------------- activations
 def relu(x: Array) -> Array:
     """``max(x, 0)`` elementwise. Shape: (...) -> (...)."""
-    xp = array_namespace(x)
-    return xp.where(x > 0, x, xp.zeros_like(x))
+    return array_namespace(x).maximum(x, 0.0)
 
 
 def relu_backward(grad_out: Array, x: Array) -> Array:
-    """Gradient of :func:`relu` at input ``x`` (0 at x <= 0). Shapes: (...) -> (...)."""
+    """Gradient of :func:`relu` at input (or output) ``x``: ``grad_out`` where x > 0,
+    else 0. Shapes: (...) -> (...)."""
     xp = array_namespace(grad_out, x)
-    return xp.where(x > 0, grad_out, xp.zeros_like(grad_out))
+    # A multiply by the 0/1 mask (on NumPy `where(x > 0, g, 0.0)` is ~6x slower),
+    # in place into the fresh mask.
+    mask = xp.astype(x > 0, grad_out.dtype)
+    mask *= grad_out
+    return mask
 
 
 def sigmoid(x: Array) -> Array:
@@ -166,20 +189,32 @@ def _batch_mean(per_sample_sum: Array, n: int) -> Array:
     return per_sample_sum / float(max(n, 1))
 
 
+def nll_loss(log_probs: Array, target: Array) -> Array:
+    """Mean over the batch of ``-sum(target * log_probs)``.
+
+    Shapes: log_probs (N, K), target (N, K) one-hot or probabilities -> 0-d array.
+    """
+    xp = array_namespace(log_probs, target)
+    return _batch_mean(-xp.sum(target * log_probs), log_probs.shape[0])
+
+
 def softmax_cross_entropy(logits: Array, target: Array) -> Array:
     """Mean over the batch of ``-sum(target * log_softmax(logits))``.
 
     Shapes: logits (N, K); target (N, K) one-hot or class probabilities, in the
     logits' dtype -> 0-d array. Use :func:`one_hot` for integer labels.
     """
-    xp = array_namespace(logits, target)
-    return _batch_mean(-xp.sum(target * log_softmax(logits)), logits.shape[0])
+    return nll_loss(log_softmax(logits), target)
 
 
-def softmax_cross_entropy_backward(logits: Array, target: Array) -> Array:
+def softmax_cross_entropy_backward(logits: Array, target: Array, log_probs: Array | None = None) -> Array:
     """Gradient of :func:`softmax_cross_entropy` w.r.t. the logits:
-    ``(softmax(logits) - target) / N``. Shapes: (N, K), (N, K) -> (N, K)."""
-    return _batch_mean(softmax(logits) - target, logits.shape[0])
+    ``(softmax(logits) - target) / N``. Pass ``log_probs = log_softmax(logits)`` from
+    the forward pass to skip recomputing the softmax. Shapes: (N, K), (N, K) -> (N, K)."""
+    probs = softmax(logits) if log_probs is None else array_namespace(log_probs).exp(log_probs)
+    probs -= target  # a fresh array: in place
+    probs /= float(max(logits.shape[0], 1))
+    return probs
 
 
 def cross_entropy(probs: Array, target: Array) -> Array:

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from array_api_compat import array_namespace
-
 from . import functional as F
-from .backend import check_same_device, dtype_name
+from .backend import array_namespace, check_same_device, dtype_name
 from .errors import LabelError, NonFiniteLossError, ShapeError
 
 __all__ = ["Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MeanSquaredError", "get"]
@@ -131,10 +129,11 @@ class SoftmaxCrossEntropy(Loss):
         return array_namespace(target).astype(target, pred.dtype)
 
     def _value(self, pred, target):
-        return F.softmax_cross_entropy(pred, target)
+        self._log_probs = F.log_softmax(pred)
+        return F.nll_loss(self._log_probs, target)
 
     def _grad(self, pred, target):
-        return F.softmax_cross_entropy_backward(pred, target)
+        return F.softmax_cross_entropy_backward(pred, target, log_probs=self._log_probs)
 
 
 def _same_shape_target(name: str, pred: Any, target: Any) -> Any:

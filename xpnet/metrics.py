@@ -10,10 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from array_api_compat import array_namespace
-
 from . import backend as _backend
 from . import functional as F
+from .backend import array_namespace
 from .errors import ShapeError
 
 __all__ = ["accuracy", "error", "top_k_accuracy", "confusion_matrix", "get"]

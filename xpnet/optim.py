@@ -13,10 +13,9 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from array_api_compat import array_namespace
 from array_api_compat import device as _device
 
-from .backend import device_of, dtype_name, to_numpy
+from .backend import array_namespace, device_of, dtype_name, to_numpy
 
 __all__ = [
     "Optimizer",
@@ -142,7 +141,9 @@ class SGD(Optimizer):
             v = self.momentum * state["velocity"] + g
             state["velocity"] = v
             g = g + self.momentum * v if self.nesterov else v
-        return w - self.lr * g
+        step = g * -self.lr  # fresh: add w in place instead of allocating w - lr * g
+        step += w
+        return step
 
     def get_config(self):
         return {"momentum": self.momentum, "weight_decay": self.weight_decay, "nesterov": self.nesterov}

@@ -106,7 +106,7 @@ class _BaseMLP(BaseEstimator):
         epsilon: float = 1e-8,
         n_iter_no_change: int = 10,
         device: str = "cpu",
-        dtype: str = "float32",
+        dtype: str = "float64",
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -340,7 +340,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         warm_start: ``fit`` continues from the previous weights.
         verbose: print progress.
         device: where the network trains (``"cpu"``, ``"cuda"``, ``"jax"``, ...).
-        dtype: ``"float32"`` or ``"float64"``.
+        dtype: ``"float64"`` (default, as scikit-learn's own MLP computes on float64
+            input; its estimator checks assume that precision) or ``"float32"``
+            (faster, and the usual choice on a GPU).
 
     Attributes:
         classes_, n_features_in_, n_outputs_, n_layers_, out_activation_, n_iter_,

@@ -24,13 +24,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from array_api_compat import array_namespace
-
 from . import backend as _backend
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optim as _optim
 from . import random as _random
+from .backend import array_namespace
 from .callbacks import Callback
 from .history import History
 
@@ -269,7 +268,7 @@ def fit(
                     xb, yb = _take(Xd, idx), _take(yd, idx)
                     out = model.forward(xb)
                     value = loss.forward(out, yb)
-                    model.backward(loss.backward())
+                    model.backward_params(loss.backward())
                     optimizer.step()
                     nb = xb.shape[0]
                     total = total + value * float(nb)

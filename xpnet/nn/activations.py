@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from array_api_compat import array_namespace
-
 from .. import functional as F
+from ..backend import array_namespace
 from .module import Module
 
 __all__ = ["ReLU", "Sigmoid", "Tanh", "Softmax", "Identity", "Flatten"]

@@ -38,6 +38,16 @@ class Sequential(Module):
             grad_out = layer.backward(grad_out)
         return grad_out
 
+    def backward_params(self, grad_out: Any) -> None:
+        """Back-propagate for training: layers before the first one with parameters are
+        skipped, and that one computes only its parameter gradients."""
+        first = next((i for i, layer in enumerate(self.layers) if any(m.params for m in layer.modules())), None)
+        if first is None:
+            return
+        for layer in reversed(self.layers[first + 1 :]):
+            grad_out = layer.backward(grad_out)
+        self.layers[first].backward_params(grad_out)
+
     def append(self, layer: Module) -> Sequential:
         """Add a layer at the end; returns self."""
         self.layers.append(layer)

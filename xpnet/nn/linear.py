@@ -78,6 +78,11 @@ class Linear(Module):
 
     def backward(self, grad_out: Any) -> Any:
         """Shapes: (N, out_features) -> (N, in_features); stores dW, db."""
+        self.backward_params(grad_out)
+        return F.linear_backward_input(grad_out, self.params["W"])
+
+    def backward_params(self, grad_out: Any) -> None:
+        """Stores dW (in_features, out_features) and db (out_features,) only."""
         if self._x is None:
             raise RuntimeError(f"{self._name()}.backward() called before forward()")
         if tuple(grad_out.shape) != (self._x.shape[0], self.out_features):
@@ -85,11 +90,9 @@ class Linear(Module):
                 f"{self._name()}.backward got gradient of shape {tuple(grad_out.shape)}; "
                 f"expected ({self._x.shape[0]}, {self.out_features})"
             )
-        dx, dW, db = F.linear_backward(grad_out, self._x, self.params["W"])
-        self.grads["W"] = dW
+        self.grads["W"], db = F.linear_backward_params(grad_out, self._x)
         if self.bias:
             self.grads["b"] = db
-        return dx
 
     def _moved(self) -> None:
         self._x = None

@@ -81,6 +81,15 @@ class Module:
         """Given dL/d(output), store parameter gradients and return dL/d(input)."""
         raise NotImplementedError
 
+    def backward_params(self, grad_out: Any) -> None:
+        """Store parameter gradients only; the gradient w.r.t. the input is not needed.
+
+        Training calls this instead of :meth:`backward`: a model's first Linear layer
+        then skips its input-gradient product (as large as its forward product).
+        The default runs :meth:`backward` and drops the result.
+        """
+        self.backward(grad_out)
+
     def __call__(self, x: Any) -> Any:
         return self.forward(x)
 
@@ -251,9 +260,7 @@ class Module:
 
 
 def array_namespace_of(array: Any) -> Any:
-    from array_api_compat import array_namespace
-
-    return array_namespace(array)
+    return _backend.array_namespace(array)
 
 
 def _zeros_like(value: Any) -> Any:
