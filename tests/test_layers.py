@@ -206,3 +206,12 @@ def test_init_options():
     assert abs(w.std() - np.sqrt(2 / 400)) < 0.005
     with pytest.raises(ValueError, match="unknown init"):
         nn.Linear(3, 2, init="nope")
+
+
+def test_clear_cache_drops_forward_state():
+    model = nn.Sequential(nn.Linear(5, 3), nn.ReLU(), nn.Dropout(0.5), nn.Linear(3, 2))
+    model.forward(xpnet.asarray(X))
+    assert model.clear_cache() is model
+    assert model[0]._x is None and model[1]._cache is None and model[2]._mask is None
+    with pytest.raises(RuntimeError, match="before forward"):
+        model.backward(xpnet.asarray(np.ones((6, 2))))

@@ -42,7 +42,9 @@ class Callback:
 class _Monitor:
     """Tracks the best value of one logged quantity."""
 
-    def __init__(self, monitor: str, mode: str, min_delta: float):
+    def __init__(self, monitor: str, mode: str, min_delta: float, run: Any):
+        if monitor.startswith("val_") and not run.has_validation:
+            monitor = monitor[len("val_"):]  # no validation data: watch the training number
         if mode == "auto":
             mode = "max" if ("acc" in monitor and "loss" not in monitor) else "min"
         if mode not in ("min", "max"):
@@ -84,10 +86,7 @@ class EarlyStopping(Callback):
         self.restore_best_weights = restore_best_weights
 
     def on_train_begin(self) -> None:
-        monitor = self.monitor_name
-        if monitor.startswith("val_") and not self.run.has_validation:
-            monitor = monitor[len("val_"):]
-        self._tracker = _Monitor(monitor, self.mode, self.min_delta)
+        self._tracker = _Monitor(self.monitor_name, self.mode, self.min_delta, self.run)
         self.wait, self.best_epoch, self._best_state = 0, None, None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
@@ -132,10 +131,7 @@ class ModelCheckpoint(Callback):
         self.saved: list[str] = []
 
     def on_train_begin(self) -> None:
-        monitor = self.monitor_name
-        if monitor.startswith("val_") and not self.run.has_validation:
-            monitor = monitor[len("val_"):]
-        self._tracker = _Monitor(monitor, self.mode, 0.0)
+        self._tracker = _Monitor(self.monitor_name, self.mode, 0.0, self.run)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         from .io import save

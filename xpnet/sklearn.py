@@ -198,15 +198,11 @@ class _BaseMLP(BaseEstimator):
         return optim.SGD(params, lr=self.learning_rate_init, momentum=self.momentum,
                          nesterov=self.nesterovs_momentum and self.momentum > 0)
 
-    def _release_caches(self) -> None:
-        """Drop the inputs the layers cached for backward, so a fitted estimator
-        does not keep (or pickle) the last batch it saw."""
-        self.model_.to(self.model_.device)
 
     def _outputs(self, X: Any) -> np.ndarray:
         """The network's outputs for validated X, as float64 on the host."""
         out = _backend.to_numpy(self.model_.predict(X))
-        self._release_caches()
+        self.model_.clear_cache()  # do not keep (or pickle) the last batch
         return np.asarray(out, dtype=np.float64)
 
     def _predict_outputs(self, X: Any) -> np.ndarray:
@@ -290,7 +286,7 @@ class _BaseMLP(BaseEstimator):
         if early_stopping and self._best_state is not None:
             self.model_.load_state_dict(self._best_state)
         self._best_state = None
-        self._release_caches()
+        self.model_.clear_cache()  # do not keep (or pickle) the last batch
         self.coefs_ = [_backend.to_numpy(layer.params["W"]).copy() for layer in self._linear_layers()]
         self.intercepts_ = [_backend.to_numpy(layer.params["b"]).copy() for layer in self._linear_layers()]
         if not incremental and not converged:

@@ -23,7 +23,7 @@ class _Activation(Module):
             raise RuntimeError(f"{type(self).__name__}.backward() called before forward()")
         return self._cache
 
-    def _moved(self) -> None:
+    def _clear_cache(self) -> None:
         self._cache = None
 
 

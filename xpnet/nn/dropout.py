@@ -39,7 +39,7 @@ class Dropout(Module):
     def backward(self, grad_out: Any) -> Any:
         return grad_out if self._mask is None else grad_out * self._mask
 
-    def _moved(self) -> None:
+    def _clear_cache(self) -> None:
         self._mask = None
 
     def get_config(self) -> dict[str, Any]:

@@ -94,7 +94,7 @@ class Linear(Module):
         if self.bias:
             self.grads["b"] = db
 
-    def _moved(self) -> None:
+    def _clear_cache(self) -> None:
         self._x = None
 
     def get_config(self) -> dict[str, Any]:

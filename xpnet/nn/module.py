@@ -167,11 +167,19 @@ class Module:
             for store in (m.params, m.grads):
                 for key, value in list(store.items()):
                     store[key] = _convert(value, target, name)
-            m._moved()
+        return self.clear_cache()
+
+    def clear_cache(self) -> Module:
+        """Drop the arrays this module and its children cached in ``forward`` (so a
+        saved or pickled model does not carry its last batch, and a moved one holds no
+        arrays of the old device). Subclasses that cache override :meth:`_clear_cache`.
+        Returns self."""
+        for m in self.modules():
+            m._clear_cache()
         return self
 
-    def _moved(self) -> None:
-        """Hook: drop caches that hold arrays of the old device or dtype."""
+    def _clear_cache(self) -> None:
+        """Hook: drop this module's own forward caches."""
 
     def state_dict(self) -> dict[str, Any]:
         """``{qualified name: array}`` for every parameter (the arrays themselves)."""
