@@ -548,3 +548,31 @@ def test_dtype_name_rejects_unknown():
         dtype_name("complex128")
     with pytest.raises(TypeError):
         dtype_name(object())
+
+
+def test_selecting_a_gpu_makes_it_cupys_current_device(monkeypatch):
+    """array-api-compat's CuPy wrapper ignores device= in zeros/arange; xpnet must make the
+    selected GPU CuPy's current one, and `using` must restore the previous one."""
+    current = []
+
+    class FakeDevice:
+        def __init__(self, index):
+            self.index = index
+
+        def use(self):
+            current.append(self.index)
+
+    fake = _fake_cupy(lambda: 2)
+    fake.cuda.Device = FakeDevice
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(xpnet.backend._CupyBackend, "_probed", {0: None, 1: None})
+    previous = xpnet.current_device()
+    try:
+        xpnet.use("cuda:1")
+        assert current == [1]
+        with xpnet.using("cuda:0"):
+            assert current == [1, 0]
+        assert current == [1, 0, 1]
+        assert xpnet.current_device().name == "cuda:1"
+    finally:
+        xpnet.backend._settings.device = previous

@@ -187,6 +187,9 @@ class _Backend:
                 f"install it with `pip install \"xpnet[{self.name}]\"`"
             )
 
+    def activate(self, device: Device) -> None:
+        """Make ``device`` the library's current device, where the library has one."""
+
     def devices(self) -> list[str]:
         raise NotImplementedError
 
@@ -316,6 +319,14 @@ class _CupyBackend(_Backend):
             err = BackendUnavailableError(f"CuPy failed to run on the GPU: {text}")
         err.__cause__ = exc
         return err
+
+    def activate(self, device):
+        # array-api-compat's CuPy wrapper ignores `device=` in zeros/arange/...: CuPy
+        # allocates and launches on its *current* device, so selecting cuda:N must make
+        # N current, or a model meant for cuda:1 would quietly land on cuda:0.
+        import cupy
+
+        cupy.cuda.Device(device.index).use()
 
     def devices(self):
         import cupy
@@ -687,6 +698,7 @@ def use(device: str | Device = "cpu", dtype: Any = None) -> Device:
     resolved = resolve_device(device)
     if dtype is not None:
         _settings.dtype = _float_dtype_name(dtype)
+    resolved._impl.activate(resolved)
     _settings.device = resolved
     return resolved
 
@@ -704,6 +716,8 @@ def using(device: str | Device | None = None, dtype: Any = None) -> Iterator[Dev
         yield use(current_device() if device is None else device, dtype)
     finally:
         _settings.device, _settings.dtype = previous
+        if previous[0] is not None:
+            previous[0]._impl.activate(previous[0])
 
 
 def gpu_available() -> bool:

@@ -16,6 +16,7 @@ arrays and read back once per epoch.
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import sys
 import threading
@@ -170,6 +171,19 @@ def _trusted_targets(loss: Any) -> Iterator[None]:
         loss.validate = previous
 
 
+def _on_model_device(fn: Any) -> Any:
+    """Run ``fn(model, ...)`` with the model's device selected, so that arrays created
+    along the way (and CuPy's kernels, which follow its current GPU) land with it."""
+
+    @functools.wraps(fn)
+    def wrapper(model: Any, *args: Any, **kwargs: Any) -> Any:
+        with _backend.using(model.device or _backend.current_device()):
+            return fn(model, *args, **kwargs)
+
+    return wrapper
+
+
+@_on_model_device
 def fit(
     model: Any,
     loss: Any,
@@ -308,6 +322,7 @@ def fit(
     return history
 
 
+@_on_model_device
 def evaluate(model: Any, loss: Any, X: Any, y: Any, *, batch_size: int = 1024,
              metrics: Sequence[str] | None = None) -> dict[str, float]:
     """Loss and metrics of ``model`` on ``(X, y)`` in evaluation mode, in batches (a

@@ -221,10 +221,11 @@ class Module:
         was_training = self.training
         self.eval()
         try:
-            if batch_size is None or n <= batch_size:
-                return self.forward(xp_x)
-            chunks = [self.forward(xp_x[i : min(i + batch_size, n), ...]) for i in range(0, n, batch_size)]
-            return array_namespace_of(chunks[0]).concat(chunks, axis=0)
+            with _backend.using(_backend.device_of(xp_x)):  # CuPy computes on its current GPU
+                if batch_size is None or n <= batch_size:
+                    return self.forward(xp_x)
+                chunks = [self.forward(xp_x[i : min(i + batch_size, n), ...]) for i in range(0, n, batch_size)]
+                return array_namespace_of(chunks[0]).concat(chunks, axis=0)
         finally:
             self.train(was_training)
 
