@@ -317,8 +317,8 @@ def fit(
         for cb in run.callbacks:
             cb.on_train_end(logs)
     if history.interrupted and progress:
-        print(f"training interrupted after {history.epochs} epoch(s); the model keeps its last completed update",
-              file=sys.stderr)
+        print(f"training interrupted during epoch {history.epochs} (its numbers cover the steps it completed); "
+              f"the model keeps its last completed update", file=sys.stderr)
     return history
 
 
