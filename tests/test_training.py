@@ -86,6 +86,17 @@ def test_data_moves_to_the_device_once(monkeypatch, digits):
     assert 3 <= len(calls) <= 2 + 3
 
 
+def test_validation_set_is_not_moved_again_each_epoch(monkeypatch, digits):
+    Xtr, Xte, ytr, yte = digits
+    with xpnet.using("strict"):  # a device of its own, so the one move is visible
+        model = mlp()
+    moved = []
+    original = xpnet.Device.asarray
+    monkeypatch.setattr(xpnet.Device, "asarray", lambda self, a, *r, **k: moved.append(a.shape) or original(self, a, *r, **k))
+    xpnet.fit(model, "cross_entropy", Xtr, ytr, epochs=4, validation_data=(Xte, yte), progress=False)
+    assert moved.count(Xte.shape) == 1  # once before training, not once per epoch
+
+
 def test_validation_split_and_metrics_in_history(digits):
     Xtr, _, ytr, _ = digits
     model = mlp()

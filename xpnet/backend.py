@@ -783,11 +783,12 @@ def asarray(data: Any, dtype: Any = None, device: str | Device | None = None) ->
         An array of the same shape on the target device.
     """
     target = resolve_device(device)
-    if _is_array(data) and device_of(data) == target and dtype is None:
-        host_dtype = dtype_name(data.dtype)
-        if host_dtype.startswith("float") and host_dtype != default_dtype():
-            return target.xp.astype(data, target.dtype(default_dtype()))
-        return data
+    if _is_array(data) and device_of(data) == target:
+        # Already there: never a trip through the host (fit evaluates its validation
+        # set every epoch through here); a dtype change happens on the device.
+        have = dtype_name(data.dtype)
+        want = dtype_name(dtype) if dtype is not None else default_dtype() if have.startswith("float") else have
+        return data if have == want else target.xp.astype(data, target.dtype(want))
     host = to_numpy(data)
     if dtype is None:
         dtype = default_dtype() if np.issubdtype(host.dtype, np.floating) else host.dtype
