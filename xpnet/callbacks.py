@@ -122,6 +122,8 @@ class ModelCheckpoint(Callback):
         save_best_only: only save when ``monitor`` improves.
         monitor, mode: as :class:`EarlyStopping`.
         save_optimizer: include the optimizer state, to resume training.
+
+    Under ``fit(distributed=True)`` only rank 0 writes (the ranks' models are identical).
     """
 
     def __init__(self, path: str | os.PathLike[str], save_best_only: bool = False, monitor: str = "val_loss",
@@ -136,6 +138,8 @@ class ModelCheckpoint(Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         from .io import save
 
+        if getattr(self.run, "rank", 0) != 0:  # under MPI the ranks hold the same model: rank 0 writes it
+            return
         if self.save_best_only:
             value = self._tracker.value(logs)
             if not self._tracker.improved(value):

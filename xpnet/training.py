@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import backend as _backend
+from . import distributed as _distributed
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optim as _optim
@@ -48,6 +49,7 @@ class Run:
     has_validation: bool
     stop_training: bool = False
     callbacks: list[Callback] = field(default_factory=list)
+    rank: int = 0  # under MPI (fit(distributed=True)) only rank 0 prints and writes files
 
 
 def _optimizer(optimizer: Any, model: Any) -> Any:
@@ -87,20 +89,23 @@ def _to_device(model: Any, X: Any, y: Any) -> tuple[Any, Any]:
     return Xd, yd
 
 
-def _batches(n: int, batch_size: int | None, shuffle: bool, drop_last: bool, device: Any) -> Iterator[Any]:
+def _batches(n: int, batch_size: int | None, shuffle: bool, drop_last: bool, device: Any,
+             sync: Any = _distributed.LOCAL) -> Iterator[Any]:
     """Index arrays on the device: a fresh permutation each epoch (one host->device copy
     of n integers per epoch), the last partial batch kept unless ``drop_last``.
-    Full-batch training yields ``None`` (the whole set, in any order: no gather)."""
-    if batch_size is None or (batch_size >= n and not drop_last):
+    Full-batch training yields ``None`` (the whole set, in any order: no gather).
+    Under MPI every rank gets rank 0's permutation and its own shard of each batch."""
+    if (batch_size is None or (batch_size >= n and not drop_last)) and not sync.sharded:
         yield None
         return
+    batch_size = batch_size or n
     if shuffle:
-        perm = device.asarray(_random.generator().permutation(n))
+        perm = device.asarray(sync.same_everywhere(_random.generator().permutation(n)))
     else:
         perm = device.xp.arange(n, device=device.native)
     stop = n - n % batch_size if drop_last else n
     for i in range(0, stop, batch_size):
-        yield perm[i : min(i + batch_size, stop)]
+        yield sync.shard(perm[i : min(i + batch_size, stop)])
 
 
 def _take(a: Any, idx: Any) -> Any:
@@ -201,6 +206,7 @@ def fit(
     callbacks: Sequence[Callback] = (),
     seed: int | None = None,
     progress: bool = True,
+    distributed: bool = False,
 ) -> History:
     """Train ``model`` on ``(X, y)`` and return a :class:`~xpnet.History`.
 
@@ -226,6 +232,12 @@ def fit(
         callbacks: :class:`xpnet.callbacks.Callback` objects.
         seed: reseeds xpnet's generator (shuffling, dropout) for a repeatable run.
         progress: show a progress bar (terminal/notebook) or one line per epoch.
+        distributed: data-parallel training under ``mpiexec -n N`` (see
+            :mod:`xpnet.distributed`): every rank passes the same (X, y), each global
+            batch is split across ranks, gradients are averaged by shard size, and
+            every rank ends with the same parameters; history holds the numbers over
+            all ranks; only rank 0 prints and writes checkpoints. Without ``mpiexec``
+            it trains in one process.
 
     Returns:
         History with ``history["loss"]``, metrics, ``val_*`` entries and ``"lr"`` per
@@ -258,9 +270,11 @@ def fit(
     if validation_data is not None:
         loss.validate_target((validation_data[0].shape[0], *out_shape[1:]), validation_data[1])
 
+    sync = _distributed._fit_sync(distributed, model, n)
+    progress = progress and sync.rank == 0
     history = History(params={"epochs": epochs, "batch_size": batch_size, "samples": n,
                               "optimizer": repr(optimizer), "loss": repr(loss)})
-    run = Run(model, loss, optimizer, history, validation_data is not None, callbacks=list(callbacks))
+    run = Run(model, loss, optimizer, history, validation_data is not None, callbacks=list(callbacks), rank=sync.rank)
     for cb in run.callbacks:
         cb.set_run(run)
         cb.on_train_begin()
@@ -272,30 +286,36 @@ def fit(
     logs: dict[str, float] = {}
     try:
         with _DeferInterrupt() as interrupt, _trusted_targets(loss):
+            interrupt = sync.agreed(interrupt)
             for epoch in range(epochs):
                 start = time.perf_counter()
                 model.train()
                 total = xp.zeros((), dtype=device.dtype(model.dtype or _backend.default_dtype()), device=device.native)
                 counts = [total] * len(metric_fns)
                 seen = 0
-                for idx in _batches(n, batch_size, shuffle, drop_last, device):
+                for idx in _batches(n, batch_size, shuffle, drop_last, device, sync):
                     xb, yb = _take(Xd, idx), _take(yd, idx)
-                    out = model.forward(xb)
-                    value = loss.forward(out, yb)
-                    model.backward_params(loss.backward())
-                    optimizer.step()
                     nb = xb.shape[0]
-                    total = total + value * float(nb)
-                    counts = [c + fn(yb, out, threshold) for c, (_, fn) in zip(counts, metric_fns, strict=False)]
+                    # The seam for MPI: on leaving it the gradients are averaged over ranks.
+                    with sync.step(model, nb):
+                        if nb:  # a rank's shard of a small last batch can be empty
+                            out = model.forward(xb)
+                            value = loss.forward(out, yb)
+                            model.backward_params(loss.backward())
+                    optimizer.step()
+                    if nb:
+                        total = total + value * float(nb)
+                        counts = [c + fn(yb, out, threshold) for c, (_, fn) in zip(counts, metric_fns, strict=False)]
                     seen += nb
                     progress_bar.step()
                     if interrupt.requested:
                         break
+                total, *counts, seen = sync.sum([float(total), *(float(c) for c in counts), seen])
                 if seen == 0:
                     break
-                logs = {"loss": float(total) / seen}
+                logs = {"loss": total / seen}
                 for (name, _), c in zip(metric_fns, counts, strict=False):
-                    rate = float(c) / seen
+                    rate = c / seen
                     logs[name] = 1.0 - rate if name == "error" else rate
                 if validation_data is not None:
                     val = evaluate(model, loss, *validation_data, metrics=[m for m, _ in metric_fns])
@@ -312,6 +332,9 @@ def fit(
                     cb.on_epoch_end(epoch, logs)
                 if run.stop_training:
                     break
+    except BaseException as error:
+        sync.fail(error)  # under MPI: a fault the other ranks did not hear of ends the job
+        raise
     finally:
         progress_bar.close()
         for cb in run.callbacks:

@@ -1,0 +1,47 @@
+"""Run under ``mpiexec -n 2``: rank 1 raises, in a training step ("step") or in a
+callback at the end of an epoch ("callback"); every rank must stop, none may hang."""
+
+import pathlib
+import sys
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # this checkout's xpnet
+
+import xpnet  # noqa: E402
+from xpnet import callbacks, distributed, nn  # noqa: E402
+
+
+class FailingIdentity(nn.Identity):
+    """Identity that raises on rank 1 at its third training forward."""
+
+    calls = 0
+
+    def forward(self, x):
+        if self.training:
+            FailingIdentity.calls += 1
+            if distributed.world().rank == 1 and FailingIdentity.calls == 3:
+                raise ValueError("boom in a step on rank 1")
+        return super().forward(x)
+
+
+class FailingCallback(callbacks.Callback):
+    def on_epoch_end(self, epoch, logs):
+        if self.run.rank == 1 and epoch == 1:
+            raise ValueError("boom in a callback on rank 1")
+
+
+def main(mode: str) -> None:
+    distributed.init("cpu")
+    xpnet.seed(0)
+    model = nn.Sequential(nn.Linear(8, 4), FailingIdentity() if mode == "step" else nn.Identity(), nn.Linear(4, 2))
+    X = np.random.default_rng(0).normal(size=(64, 8))
+    y = (X[:, 0] > 0).astype(np.int64)
+    cbs = [FailingCallback()] if mode == "callback" else []
+    xpnet.fit(model, "cross_entropy", X, y, epochs=5, batch_size=16, callbacks=cbs, progress=False,
+              distributed=True)
+    print(f"rank {distributed.world().rank} finished training", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
