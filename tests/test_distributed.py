@@ -202,3 +202,68 @@ def test_gradients_travel_as_one_weighted_flat_buffer(device):
         np.testing.assert_array_equal(xpnet.to_numpy(p.grad), expected)
     distributed._allreduce(world, model, 0.0, ())  # an empty shard: zeros, whatever was stored
     assert all(not xpnet.to_numpy(p.grad).any() for p in model.parameters())
+
+
+# ------------------------------------------------------------------ Dask search
+def _digits(n=450):
+    X, y = xpnet.data.load_digits()
+    return np.asarray(X[:n], dtype=np.float64), np.asarray(y[:n])
+
+
+def _searches():
+    from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+
+    from xpnet.sklearn import MLPClassifier, MLPRegressor
+
+    base = {"max_iter": 12, "batch_size": 64, "random_state": 0, "learning_rate_init": 3e-3}
+    grid = GridSearchCV(MLPClassifier(**base), {"hidden_layer_sizes": [(8,), (32,)], "alpha": [1e-4, 1.0]}, cv=3)
+    randomized = RandomizedSearchCV(MLPRegressor(**base), {"hidden_layer_sizes": [(4,), (16,), (32,)],
+                                                           "learning_rate_init": [1e-3, 3e-3, 1e-2]},
+                                    n_iter=3, cv=2, random_state=0)
+    return grid, randomized
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_search_on_a_dask_cluster_equals_the_serial_search():
+    pytest.importorskip("sklearn")
+    distributed_ = pytest.importorskip("dask.distributed", reason='needs the Dask extra: pip install "xpnet[dask]"')
+    import joblib
+
+    X, y = _digits()
+    targets = {"grid": y, "randomized": X[:, :8].mean(axis=1)}
+    serial = dict(zip(targets, _searches(), strict=True))
+    for name, search in serial.items():
+        search.fit(X, targets[name])
+    on_dask = dict(zip(targets, _searches(), strict=True))
+    with distributed_.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            distributed_.Client(cluster) as client:
+        with joblib.parallel_backend("dask"):
+            for name, search in on_dask.items():
+                search.fit(X, targets[name])
+        # A fitted estimator crosses to a worker process and predicts there as here.
+        model = serial["grid"].best_estimator_
+        remote = client.submit(lambda est, data: est.predict_proba(data), model, X[:50]).result()
+        pids = set(client.run(os.getpid).values())
+    assert os.getpid() not in pids and len(pids) == 2
+    np.testing.assert_array_equal(remote, model.predict_proba(X[:50]))
+    for name in targets:
+        assert on_dask[name].best_params_ == serial[name].best_params_
+        np.testing.assert_allclose(on_dask[name].cv_results_["mean_test_score"],
+                                   serial[name].cv_results_["mean_test_score"], rtol=1e-12)
+
+
+@pytest.mark.cuda
+def test_a_gpu_trained_estimator_predicts_on_a_cpu_only_dask_worker():
+    """Needs a CUDA GPU here; the worker hides it (CUDA_VISIBLE_DEVICES="")."""
+    if not xpnet.gpu_available():
+        pytest.skip("needs a CUDA GPU to train on")
+    distributed_ = pytest.importorskip("dask.distributed")
+    from xpnet.sklearn import MLPClassifier
+
+    X, y = _digits()
+    clf = MLPClassifier((32,), max_iter=5, random_state=0, device="cuda").fit(X, y)
+    with distributed_.LocalCluster(n_workers=1, processes=True, dashboard_address=None,
+                                   env={"CUDA_VISIBLE_DEVICES": "", "XPNET_DEVICE": "cpu"}) as cluster, \
+            distributed_.Client(cluster) as client:
+        remote = client.submit(lambda est, data: est.predict_proba(data), clf, X[:50]).result()
+    np.testing.assert_allclose(remote, clf.predict_proba(X[:50]), rtol=1e-10)
