@@ -9,7 +9,7 @@ JAX, PyTorch or array-api-strict.
 
 from __future__ import annotations
 
-from . import callbacks, data, functional, gradcheck, init, io, losses, metrics, nn, optim
+from . import callbacks, data, distributed, functional, gradcheck, init, io, losses, metrics, nn, optim
 from .backend import (
     Device,
     asarray,
@@ -50,6 +50,7 @@ __all__ = [
     "callbacks",
     "fit",
     "evaluate",
+    "distributed",
     "History",
     "save",
     "load",

@@ -420,7 +420,10 @@ def _allreduce(w: World, model: Any, weight: float, flags: tuple[float, ...]) ->
     parts = None if weight == 0.0 else [p.grad for p in params]
     if w.size == 1:
         xp = layout.device.xp
-        summed = [xp.zeros_like(v) for v in values] if parts is None else [g * weight for g in parts]
+        if parts is None:
+            summed = [xp.zeros_like(v) for v in values]
+        else:
+            summed = parts if weight == 1.0 else [g * weight for g in parts]
         status = np.asarray(flags, dtype=np.float64)
     else:
         summed, status = w._transport.allreduce(parts, layout, weight, flags)
