@@ -93,6 +93,13 @@ def test_a_failing_rank_stops_every_rank(mode, expected):
     assert time.perf_counter() - start < TIMEOUT
 
 
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step():
+    proc = _launch(2, "mpi/fault_worker.py", "interrupt")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for rank in (0, 1):
+        assert f"rank {rank} finished training: interrupted=True epochs=1 same_weights=True" in proc.stdout
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("transport", ["nccl", "mpi"])
 def test_two_gpus_equal_one_process(tmp_path, transport):

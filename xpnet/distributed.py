@@ -350,8 +350,10 @@ def _check_same_kind(comm: Any, device: _backend.Device) -> None:
     kinds = comm.allgather((device.backend, device.kind, device.name))
     if len({k[:2] for k in kinds}) > 1:
         found = ", ".join(f"rank {r}: {name}" for r, (_, _, name) in enumerate(kinds))
-        raise ValueError(f"every rank must train on the same kind of device, found {found}; pass the same "
-                         f"device to xpnet.distributed.init() (or the same XPNET_DEVICE) on every rank")
+        error = ValueError(f"every rank must train on the same kind of device, found {found}; pass the same "
+                           f"device to xpnet.distributed.init() (or the same XPNET_DEVICE) on every rank")
+        _mark_agreed(error)  # every rank saw the same list and raises this
+        raise error
 
 
 def _make_transport(world: World, transport: str) -> Any:
@@ -390,7 +392,10 @@ def _parameters(model: Any) -> list[Any]:
 
 def broadcast_parameters(model: Any, root: int = 0) -> None:
     """Give every rank rank ``root``'s parameter values (collective; one message)."""
-    w = world()
+    _broadcast(world(), model, root)
+
+
+def _broadcast(w: World, model: Any, root: int) -> None:
     if w.size == 1:
         return
     params = _parameters(model)
@@ -488,9 +493,11 @@ class _FitSync(_Local):
         self._interrupt = _AgreedInterrupt(None)
         counts = w.comm.allgather(n)
         if len(set(counts)) > 1:
-            raise ValueError(f"fit(distributed=True) needs the whole training set on every rank (it shards each "
-                             f"batch itself); ranks have {counts} samples. Pass the same (X, y) everywhere")
-        broadcast_parameters(model)
+            error = ValueError(f"fit(distributed=True) needs the whole training set on every rank (it shards each "
+                               f"batch itself); ranks have {counts} samples. Pass the same (X, y) everywhere")
+            _mark_agreed(error)  # every rank saw the same counts and raises this
+            raise error
+        _broadcast(w, model, 0)
 
     def same_everywhere(self, host: np.ndarray) -> np.ndarray:
         return self.world.broadcast_array(np.asarray(host, dtype=np.int64))
