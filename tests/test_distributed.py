@@ -274,3 +274,37 @@ def test_a_gpu_trained_estimator_predicts_on_a_cpu_only_dask_worker():
             distributed_.Client(cluster) as client:
         remote = client.submit(lambda est, data: est.predict_proba(data), clf, X[:50]).result()
     np.testing.assert_allclose(remote, clf.predict_proba(X[:50]), rtol=1e-10)
+
+
+@pytest.mark.parametrize("device", ["cpu", "strict:device1"])
+def test_the_nccl_transport_packs_on_the_device(device):
+    """The NCCL path's device-side packing and unpacking, against a stand-in for
+    cupyx's communicator (the real one needs two GPUs: test_two_gpus_equal_one_process)."""
+
+    class FakeNccl:
+        def all_reduce(self, in_array, out_array, op):
+            assert in_array is out_array and op == "sum"
+            out_array *= 2.0
+
+        def broadcast(self, array, root):
+            assert root == 0
+
+    with xpnet.using(device, dtype="float64"):
+        xpnet.seed(0)
+        model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        model.forward(xpnet.asarray(np.random.default_rng(1).normal(size=(5, 3))))
+        model.backward_params(xpnet.asarray(np.ones((5, 2))))
+    before = [xpnet.to_numpy(p.grad).copy() for p in model.parameters()]
+    transport = distributed._NcclTransport.__new__(distributed._NcclTransport)
+    transport.comm = FakeNccl()
+    world = distributed.World(FakeComm(), model.device)
+    world._transport = transport
+    status = distributed._allreduce(world, model, 0.25, (1.0, 0.0))
+    np.testing.assert_array_equal(status, [2.0, 0.0])
+    for p, expected in zip(model.parameters(), before, strict=True):
+        assert xpnet.device_of(p.grad) == model.device
+        np.testing.assert_array_equal(xpnet.to_numpy(p.grad), expected * 0.5)
+    values = [xpnet.to_numpy(p.value).copy() for p in model.parameters()]
+    distributed._broadcast(world, model, 0)
+    for p, expected in zip(model.parameters(), values, strict=True):
+        np.testing.assert_array_equal(xpnet.to_numpy(p.value), expected)
