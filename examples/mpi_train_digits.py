@@ -29,7 +29,7 @@ def main() -> None:
     world = distributed.init(args.device)  # before building the model: it picks this rank's GPU
     if world.is_root:
         print(f"{world.size} rank(s), gradients through {world.transport}, training on {world.device}")
-    xpnet.seed(0)  # the same data split on every rank (rank 0's weights are broadcast anyway)
+    xpnet.seed(0)  # repeatable initial weights (fit broadcasts rank 0's to every rank anyway)
     X, y = xpnet.data.load_digits()
     Xtr, Xte, ytr, yte = xpnet.data.train_test_split(X, y, test_size=0.25, seed=0)
     model = nn.Sequential(nn.Linear(64, 32, init="he_normal"), nn.ReLU(), nn.Linear(32, 10))

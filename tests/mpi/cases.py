@@ -7,10 +7,11 @@ import xpnet
 from xpnet import nn, optim
 
 # Training samples % batch_size: 203 % 32 = 11 (shards 5 and 6), and 241 minus 48 held out
-# = 193, 193 % 32 = 1 (rank 0's shard of the last batch is empty).
+# = 193, 193 % 32 = 1 (rank 0's shard of the last batch is empty); full batch: 50 and 51.
 CASES = {
     "shuffled_adam": {"n": 203, "batch_size": 32, "shuffle": True, "optimizer": "adam", "validation_split": 0.0},
     "ordered_sgd": {"n": 241, "batch_size": 32, "shuffle": False, "optimizer": "sgd", "validation_split": 0.2},
+    "full_batch": {"n": 101, "batch_size": None, "shuffle": True, "optimizer": "sgd", "validation_split": 0.0},
 }
 EPOCHS = 3
 
