@@ -253,6 +253,11 @@ def test_search_on_a_dask_cluster_equals_the_serial_search():
         pids = set(client.run(os.getpid).values())
     assert os.getpid() not in pids and len(pids) == 2
     np.testing.assert_array_equal(remote, model.predict_proba(X[:50]))
+    # What crosses is parameters (and their copies: coefs_, optimizer moments), not a
+    # cached batch: 8 bytes x 5 copies per parameter plus room for the Python objects.
+    import pickle
+
+    assert len(pickle.dumps(model)) < 8 * 5 * model.model_.num_parameters() + 50_000
     for name in targets:
         assert on_dask[name].best_params_ == serial[name].best_params_
         np.testing.assert_allclose(on_dask[name].cv_results_["mean_test_score"],
