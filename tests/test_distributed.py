@@ -266,6 +266,7 @@ def test_search_on_a_dask_cluster_equals_the_serial_search():
 
 
 @pytest.mark.cuda
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_a_gpu_trained_estimator_predicts_on_a_cpu_only_dask_worker():
     """Needs a CUDA GPU here; the worker hides it (CUDA_VISIBLE_DEVICES="")."""
     if not xpnet.gpu_available():
