@@ -65,6 +65,9 @@ def require(name: str) -> xpnet.Device:
 # --------------------------------------------------------------------- round trips
 def test_round_trip_parameters_predictions_and_architecture(tmp_path):
     model = make_model()
+    train(model, SGD(model.parameters(), lr=0.5), 3)
+    biases = [xpnet.to_numpy(v) for k, v in model.state_dict().items() if k.endswith(".b")]
+    assert len(biases) == 2 and all(np.all(b != 0) for b in biases)  # a bias never restored would show
     path = xio.save(model, tmp_path / "model.npz")
     loaded = xio.load(path)
     assert type(loaded) is Sequential
