@@ -11,7 +11,7 @@ from xpnet import testing
 from xpnet.errors import UnknownDeviceError
 
 
-@pytest.mark.parametrize("value", ["cpu,strcit", "cpu,strict:device2", "gpu0", ",", "cpu;strict"])
+@pytest.mark.parametrize("value", ["cpu,strcit", "cpu,strict:devcie1", "gpu0", ",", "cpu;strict"])
 def test_unknown_names_are_an_error_not_skips(monkeypatch, value):
     monkeypatch.setenv("XPNET_TEST_DEVICES", value)
     with pytest.raises(UnknownDeviceError, match="XPNET_TEST_DEVICES") as info:
@@ -20,11 +20,11 @@ def test_unknown_names_are_an_error_not_skips(monkeypatch, value):
 
 
 def test_known_names_select_and_gpu_indices_are_marked(monkeypatch):
-    monkeypatch.setenv("XPNET_TEST_DEVICES", " cpu , strict:device1,cuda:1,torch:cuda:1")
+    monkeypatch.setenv("XPNET_TEST_DEVICES", " cpu , strict:device2,cuda:1,torch:cuda:1")
     params = testing.device_params()
-    assert [p.values[0] for p in params] == ["cpu", "strict:device1", "cuda:1", "torch:cuda:1"]
+    assert [p.values[0] for p in params] == ["cpu", "strict:device2", "cuda:1", "torch:cuda:1"]
     assert [any(m.name == "cuda" for m in p.marks) for p in params] == [False, False, True, True]
-    assert [d.name for d in testing.available_devices()][:2] == ["cpu", "strict:device1"]
+    assert [d.name for d in testing.available_devices()][:2] == ["cpu", "strict:device2"]
 
 
 def test_a_typo_stops_pytest_with_the_message(tmp_path):

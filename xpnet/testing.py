@@ -90,7 +90,9 @@ def _known(name: str) -> bool:
         device = _backend._parse(name)
     except _backend.UnknownDeviceError:
         return False
-    return device.backend != "strict"  # strict has exactly the two devices listed
+    if device.backend == "strict" and device._impl.installed():
+        return name in device._impl.devices()  # a typo in a device name is not a device to skip
+    return True
 
 
 def _try(name: str) -> tuple[Device | None, str | None]:
