@@ -480,7 +480,7 @@ def _replaced(header, path, new):
     return header
 
 
-_WRONG_VALUES = [None, True, -1, 2.5, "x", [], {}, [[1]], {"a": {}}]
+_WRONG_VALUES = [None, True, -1, 0, 2.5, 10**30, float("inf"), float("nan"), "x", [], {}, [[1]], {"a": {}}]
 
 
 def test_every_wrong_field_type_is_corrupt_file_error(tmp_path):
@@ -488,7 +488,9 @@ def test_every_wrong_field_type_is_corrupt_file_error(tmp_path):
     CorruptFileError naming it; never a TypeError/KeyError/AttributeError from inside."""
     arrays = _trained_checkpoint(tmp_path)
     header = _header(arrays)
-    paths = [p for p in _paths(header) if p and p[0] != "metadata"]
+    # every field once: later items of a list of like entries (parameters, arrays, losses) add nothing
+    paths = [p for p in _paths(header) if p and p[0] != "metadata"
+             and not any(isinstance(k, int) and k > 0 for k in p if "layers" not in p)]
     assert len(paths) > 40
     path = tmp_path / "fuzz.npz"
     refused = 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import pathlib
 import tempfile
@@ -392,8 +393,8 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _header_problem(header: dict[str, Any]) -> str:
@@ -424,8 +425,8 @@ def _header_problem(header: dict[str, Any]) -> str:
     if optimizer is not None:
         expected = {
             "type": (lambda v: isinstance(v, str), "a string"),
-            "lr": (_is_number, "a number"),
-            "initial_lr": (_is_number, "a number"),
+            "lr": (_is_finite_number, "a finite number"),
+            "initial_lr": (_is_finite_number, "a finite number"),
             "t": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
             "config": (lambda v: isinstance(v, dict), "a dict"),
             "parameters": (lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v), "a list of names"),
@@ -510,7 +511,7 @@ def _build(
                     file, f"{text} (if it is your own layer, import the module that defines it before loading)"
                 ) from exc
             raise _corrupt(file, f"the saved {kind} config lacks the entry {exc}") from exc
-        except (TypeError, ValueError, AttributeError) as exc:
+        except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
             raise _corrupt(file, f"cannot rebuild the saved {kind} from its config ({exc})") from exc
     if not isinstance(model, Module):
         raise _corrupt(file, f"{kind}.from_config returned a {type(model).__name__}, not a Module")
