@@ -16,7 +16,8 @@ xpnet targets, with boolean indexing and data-dependent shapes off, so a missing
 ``device=`` or a NumPy-only idiom fails on a CPU-only machine), ``jax`` (x64),
 ``torch`` (CPU) when installed, and ``cuda`` (CuPy) and ``torch:cuda``, marked
 ``cuda`` and skipped with the reason when no GPU answers. ``XPNET_TEST_DEVICES``
-(comma-separated, e.g. ``cpu,strict``) selects a subset.
+(comma-separated, e.g. ``cpu,strict``) selects a subset; a name xpnet does not know
+stops pytest with a usage error, so a typo in a CI setting cannot turn into skips.
 """
 
 from __future__ import annotations
@@ -107,7 +108,10 @@ def _try(name: str) -> tuple[Device | None, str | None]:
 
 def available_devices(include: Sequence[str] | None = None) -> list[Device]:
     """The devices among ``include`` (default: ``XPNET_TEST_DEVICES`` or all of
-    :data:`TEST_DEVICES`) that work on this machine."""
+    :data:`TEST_DEVICES`) that work on this machine.
+
+    Raises :class:`~xpnet.errors.UnknownDeviceError` when ``XPNET_TEST_DEVICES`` names
+    a device xpnet does not know."""
     found = []
     for name in include if include is not None else _selected():
         dev, _ = _try(name)
