@@ -114,3 +114,5 @@ def test_info_keeps_backend_warnings_out_of_its_table(monkeypatch, capsys):
     after = lines[table_end + 1 :]
     assert any("multiple CuPy packages are installed" in line for line in after)
     assert not any("line 3 of the banner" in line for line in lines)
+    cupy_row = next(line for line in lines if line.startswith("cupy "))
+    assert "unavailable: " in cupy_row and "Or run on the CPU" not in cupy_row  # the table is the alternative

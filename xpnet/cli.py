@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 import warnings
@@ -53,7 +54,9 @@ def info_rows() -> list[tuple[str, str, str, str, str]]:
         try:
             device = _backend.resolve_device(spec)
         except Exception as exc:  # noqa: BLE001 - reported in the table
-            rows.append((label, version, spec, "-", f"unavailable: {exc}"))
+            # The table is the alternative itself: the errors' "run on the CPU" ending would only repeat it.
+            reason = str(exc).replace(f". {_backend._CPU_ALTERNATIVE}", "")
+            rows.append((label, version, spec, "-", f"unavailable: {reason}"))
             continue
         try:
             seen = ", ".join(impl.devices())
@@ -99,7 +102,7 @@ def _info(args: argparse.Namespace) -> int:
 def _first_line(caught: warnings.WarningMessage) -> str:
     lines = [line.strip(" =*-") for line in str(caught.message).splitlines()]
     text = next((line for line in lines if line), "")
-    return f"{caught.category.__name__} from {caught.filename.rsplit('/', 1)[-1]}: {text}"
+    return f"{caught.category.__name__} from {os.path.basename(caught.filename)}: {text}"
 
 
 def _load(name: str, data_dir: str | None):
