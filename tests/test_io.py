@@ -545,3 +545,16 @@ def test_header_architecture_that_does_not_fit_the_arrays_is_corrupt(tmp_path):
     path = _write_npz(tmp_path / "wide.npz", _with_header(arrays, header))
     with pytest.raises(CorruptFileError, match="wide.npz"):
         xio.load(path)
+
+
+@pytest.mark.parametrize("key", ["0", "x.m", "9.m"])
+def test_optimizer_state_key_that_names_no_slot_is_corrupt(tmp_path, key):
+    arrays = _trained_checkpoint(tmp_path)
+    header = _header(arrays)
+    old = header["optimizer"]["arrays"][0]
+    header["optimizer"]["arrays"][0] = key
+    arrays = {("optim/" + key if k == "optim/" + old else k): v for k, v in arrays.items()}
+    path = _write_npz(tmp_path / "slot.npz", _with_header(arrays, header))
+    model = make_model()
+    with pytest.raises(CorruptFileError, match=rf"slot.npz.*optimizer state '{key}' refers to no saved parameter"):
+        xio.load(path, optimizer=Adam(model.parameters(), lr=0.01))

@@ -553,8 +553,8 @@ def _optimizer_state(
     if unknown:
         raise _corrupt(file, f"the optimizer entry names parameters the model does not have: {unknown}")
     for key, value in arrays.items():
-        index, _, _ = key.partition(".")
-        if not index.isdigit() or int(index) >= len(state["parameters"]):
+        index, _, slot = key.partition(".")
+        if not index.isdigit() or not slot or int(index) >= len(state["parameters"]):
             raise _corrupt(file, f"optimizer state {key!r} refers to no saved parameter")
         name = state["parameters"][int(index)]
         if tuple(value.shape) != shapes.get(name):
