@@ -558,3 +558,12 @@ def test_optimizer_state_key_that_names_no_slot_is_corrupt(tmp_path, key):
     model = make_model()
     with pytest.raises(CorruptFileError, match=rf"slot.npz.*optimizer state '{key}' refers to no saved parameter"):
         xio.load(path, optimizer=Adam(model.parameters(), lr=0.01))
+
+
+def test_save_refuses_metadata_that_load_would_refuse(tmp_path):
+    deep: list = []
+    for _ in range(300):
+        deep = [deep]
+    with pytest.raises(ValueError, match="nest more than 200 levels"):
+        xio.save(make_model(), tmp_path / "deep.npz", metadata=deep)
+    assert not (tmp_path / "deep.npz").exists()

@@ -128,6 +128,11 @@ def save(
         _check_json(metadata, "metadata")
         header["metadata"] = metadata
     _check_json(header["architecture"], f"{type(model).__name__}.get_config()")
+    if _nesting(header) > _MAX_NESTING:  # load refuses such headers, so never write one
+        raise ValueError(
+            f"the model's config, history and metadata nest more than {_MAX_NESTING} levels deep; "
+            f"flatten the metadata to save"
+        )
     text = json.dumps(header, indent=1)
     arrays[_HEADER] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     _write_atomically(target, arrays)
