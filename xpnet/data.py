@@ -185,7 +185,7 @@ def _fetch_all(
 
 
 def _by_hand(dataset: str, filenames: Sequence[str], folder: Path, mirrors: Sequence[str], missing: list[str]) -> str:
-    """Every file of a dataset, its SHA-256 and source, and the two ways to point xpnet at them."""
+    """Every file of a dataset, its SHA-256 and source, and how to point xpnet at another folder."""
     lines = [f"Put these files in {folder}{os.sep} (check each with `sha256sum`):"]
     for name in filenames:
         where = f"from {mirrors[0] + name}" if name in missing else "already there"
