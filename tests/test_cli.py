@@ -95,8 +95,8 @@ def test_offline_dataset_is_one_clean_message(tmp_path, monkeypatch, capsys):
 def test_info_keeps_backend_warnings_out_of_its_table(monkeypatch, capsys):
     from xpnet import backend
 
-    banner = "\n".join(["", "*" * 70, "CuPy may not function correctly because multiple CuPy packages are installed",
-                        *[f"  line {i} of the banner" for i in range(20)], "*" * 70])
+    banner = "\n".join(["", "-" * 80, "", "  CuPy may not function correctly because multiple CuPy packages are installed",
+                        *[f"  line {i} of the banner" for i in range(20)], "-" * 80])  # as CuPy's own
 
     def noisy_version(self):
         warnings.warn(banner, UserWarning, stacklevel=1)

@@ -74,18 +74,18 @@ def info_rows() -> list[tuple[str, str, str, str, str]]:
 def _info(args: argparse.Namespace) -> int:
     from . import __version__
 
-    print(f"xpnet {__version__}  (Python {sys.version.split()[0]})")
-    try:
-        current = _backend.current_device().name
-    except Exception as exc:  # noqa: BLE001
-        current = f"invalid XPNET_DEVICE: {exc}"
-    print(f"default device: {current}, default dtype: {_backend.default_dtype()}")
     # Importing a backend can print a banner through `warnings` (CuPy prints 25 lines when
     # two CuPy packages are installed); gathered here, they follow the table instead of
     # landing inside it, one line each: the table's own rows say what to do.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        try:
+            current = _backend.current_device().name
+        except Exception as exc:  # noqa: BLE001
+            current = f"invalid XPNET_DEVICE: {exc}"
         rows = [("backend", "version", "device", "devices seen", "smoke test"), *info_rows()]
+    print(f"xpnet {__version__}  (Python {sys.version.split()[0]})")
+    print(f"default device: {current}, default dtype: {_backend.default_dtype()}")
     widths = [max(len(r[i]) for r in rows[:]) for i in range(4)]
     for i, row in enumerate(rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
