@@ -25,7 +25,7 @@ gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/nu
     python3 -c 'import sys, numpy, cupy; print("python", sys.version.split()[0], "numpy", numpy.__version__, "cupy", cupy.__version__)'
     python3 -m xpnet info
 } 2>&1 | tee "$out/cuda_info.txt"
-XPNET_TEST_DEVICES=cpu,cuda,torch:cuda,jax python3 -m pytest -q -p no:cacheprovider tests 2>&1 | tee "$out/cuda_tests.txt"
+XPNET_TEST_DEVICES=cpu,cuda,torch:cuda,jax python3 -m pytest -q -rs -p no:cacheprovider tests 2>&1 | tee "$out/cuda_tests.txt"
 python3 -m xpnet train digits --device cuda --quiet 2>&1 | tee "$out/cuda_train_digits.txt"
 {
     echo "# $(date -u +%Y-%m-%d) on: ${gpu:-no nvidia-smi}"

@@ -2,11 +2,18 @@
 
     python train_digits.py                    # GPU if one answers, else CPU
     python train_digits.py --device cpu       # or cuda, cuda:1, jax, torch, strict
+    python train_digits.py --out runs/digits  # keep the model and figure (default: a temp folder)
+
+The model (digits.npz) and the learning curves (digits_curves.png) go to the system's
+temporary folder unless --out says otherwise, so running an example leaves nothing
+behind in the repository; the script prints where they are.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -17,9 +24,11 @@ from xpnet import nn
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, auto, jax, torch, strict (default auto)")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--out", default="digits", help="prefix of the saved model and figure")
+    parser.add_argument("--epochs", type=int, default=30, help="passes over the training set (default 30)")
+    parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "xpnet-examples" / "digits"),
+                        help="prefix of the saved model and figure (default: %(default)s)")
     args = parser.parse_args()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
 
     device = xpnet.use(args.device)
     xpnet.seed(0)

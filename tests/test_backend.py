@@ -242,6 +242,7 @@ def test_strict_device_string_is_case_insensitive():
 def fresh_probe(monkeypatch):
     """An empty CuPy probe cache, so each scenario is probed anew and leaves nothing behind."""
     monkeypatch.setattr(backend._CupyBackend, "_probed", {})
+    monkeypatch.setattr(backend._CupyBackend, "_auto_explained", False)
     yield
     backend._CupyBackend._probed.clear()
 
@@ -314,7 +315,7 @@ def test_cuda_with_no_gpu(monkeypatch, fresh_probe):
     with pytest.raises(NoGPUError) as info:
         xpnet.use("gpu")
     assert "no GPU" in str(info.value)
-    assert "xpnet.use('cpu')" in str(info.value)
+    assert 'xpnet.use("cpu")' in str(info.value)
     assert not isinstance(info.value, (CupyNotInstalledError, CudaDriverError))
 
 
@@ -358,8 +359,40 @@ def test_gpu_available_is_false_and_never_raises(monkeypatch, fresh_probe, scena
 def test_auto_falls_back_to_cpu(monkeypatch, fresh_probe, scenario):
     scenario(monkeypatch)
     xpnet.use("strict")
-    assert xpnet.use("auto").name == "cpu"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the fallback's reason: see the test below
+        assert xpnet.use("auto").name == "cpu"
     assert xpnet.current_device().name == "cpu"
+
+
+@pytest.mark.parametrize(
+    "scenario, reason",
+    [(_driver_missing, "CudaDriverError"), (_zero_gpus, "NoGPUError"), (_two_cupys, "ConflictingCupyError")],
+)
+def test_auto_says_once_why_installed_cupy_was_not_used(monkeypatch, fresh_probe, scenario, reason):
+    scenario(monkeypatch)
+    with pytest.warns(UserWarning, match=rf'xpnet.use\("auto"\) chose the CPU: CuPy is installed.*\({reason}: ') as info:
+        xpnet.use("auto")
+    assert info[0].filename == __file__  # points at the caller's line, not inside xpnet
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert xpnet.use("auto").name == "cpu"  # once per process, not at every call
+
+
+def test_auto_without_cupy_is_silent(monkeypatch, fresh_probe):
+    _no_cupy(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert xpnet.use("auto").name == "cpu"
+
+
+@pytest.mark.parametrize("scenario", [_no_cupy, _driver_missing, _zero_gpus, _one_gpu, _two_cupys])
+def test_every_cuda_error_ends_with_the_cpu_alternative(monkeypatch, fresh_probe, scenario):
+    scenario(monkeypatch)
+    with pytest.raises(BackendUnavailableError) as info:
+        xpnet.use("cuda:3" if scenario is _one_gpu else "cuda")
+    assert str(info.value).endswith('xpnet.use("auto") picks the GPU when one works and the CPU otherwise, '
+                                    'xpnet.use("cpu") always the CPU'), str(info.value)
 
 
 def test_probe_result_is_cached(monkeypatch, fresh_probe):

@@ -165,6 +165,37 @@ def test_load_mnist_offline_error_names_the_path(tmp_path, checksums):
     assert list((root / "mnist").iterdir()) == []
 
 
+def test_offline_message_lists_every_file_checksum_and_place(tmp_path, checksums):
+    checksums["mnist"] = _write_mnist(tmp_path / "mirror")
+    empty = tmp_path / "empty-mirror"
+    empty.mkdir()
+    root = tmp_path / "root"
+    present = "t10k-labels-idx1-ubyte.gz"
+    (root / "mnist").mkdir(parents=True)
+    (root / "mnist" / present).write_bytes((tmp_path / "mirror" / present).read_bytes())
+
+    with pytest.raises(ConnectionError) as info:
+        data.load_mnist(root, base_url=empty.as_uri())
+
+    message = str(info.value)
+    assert f"Put these files in {root / 'mnist'}" in message
+    lines = message.splitlines()
+    for name, digest in checksums["mnist"].items():
+        at = lines.index(f"  {root / 'mnist' / name}")
+        source = "already there" if name == present else f"from {empty.as_uri()}/{name}"
+        assert lines[at + 1] == f"      sha256 {digest}, {source}"
+    assert "XPNET_DATA_DIR" in message and "--data-dir" in message
+
+
+def test_missing_files_without_download_are_listed_together(tmp_path, checksums):
+    checksums["mnist"] = _write_mnist(tmp_path / "elsewhere")
+    with pytest.raises(FileNotFoundError) as info:
+        data.load_mnist(tmp_path / "root", download=False)
+    message = str(info.value)
+    assert "4 mnist files are missing" in message
+    assert all(f"{name}\n      sha256 {digest}" in message for name, digest in checksums["mnist"].items())
+
+
 def test_respects_xpnet_data_dir(tmp_path, checksums, monkeypatch):
     checksums["mnist"] = _write_mnist(tmp_path / "from-env" / "mnist")
     monkeypatch.setenv("XPNET_DATA_DIR", str(tmp_path / "from-env"))
@@ -400,7 +431,7 @@ def test_malicious_batch_in_verified_archive_is_refused(tmp_path, checksums):
     evil = pickle.dumps({b"data": _Exploit(marker), b"labels": [0, 1]}, protocol=3)
     checksums["cifar10"] = _write_cifar(tmp_path / "cifar10", {"data_batch_3": evil})
 
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CorruptFileError, match=r"cifar-10-python.tar.gz:cifar-10-batches-py/data_batch_3.*posix\.system"):
         data.load_cifar10(tmp_path)
 
     assert not marker.exists()

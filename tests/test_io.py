@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 import zipfile
 
 import numpy as np
@@ -64,6 +65,9 @@ def require(name: str) -> xpnet.Device:
 # --------------------------------------------------------------------- round trips
 def test_round_trip_parameters_predictions_and_architecture(tmp_path):
     model = make_model()
+    train(model, SGD(model.parameters(), lr=0.5), 3)
+    biases = [xpnet.to_numpy(v) for k, v in model.state_dict().items() if k.endswith(".b")]
+    assert len(biases) == 2 and all(np.all(b != 0) for b in biases)  # a bias never restored would show
     path = xio.save(model, tmp_path / "model.npz")
     loaded = xio.load(path)
     assert type(loaded) is Sequential
@@ -448,3 +452,118 @@ def test_optimizer_state_of_wrong_shape_is_corrupt(tmp_path):
     path = _write_npz(tmp_path / "bad.npz", arrays)
     with pytest.raises(CorruptFileError, match=r"bad.npz.*optimizer state '0.velocity' has shape \(3, 3\)"):
         xio.load(path)
+
+
+# ------------------------------------------------------------ headers you did not write
+def _trained_checkpoint(tmp_path) -> dict[str, np.ndarray]:
+    model = make_model()
+    optimizer = Adam(model.parameters(), lr=0.01)
+    train(model, optimizer, 2)
+    history = History.from_dict({"history": {"loss": [1.5, 1.2]}, "epoch_times": [0.1, 0.1]})
+    return _contents(xio.save(model, tmp_path / "full.npz", optimizer=optimizer, history=history))
+
+
+def _paths(value, prefix=()):
+    """Every (key path) into a JSON value, containers included."""
+    yield prefix
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in items:
+        yield from _paths(child, (*prefix, key))
+
+
+def _replaced(header, path, new):
+    header = json.loads(json.dumps(header))
+    target = header
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = new
+    return header
+
+
+_WRONG_VALUES = [None, True, -1, 0, 2.5, 10**30, float("inf"), float("nan"), "x", [], {}, [[1]], {"a": {}}]
+
+
+def test_every_wrong_field_type_is_corrupt_file_error(tmp_path):
+    """Each header field, replaced by a value of every JSON type: the file loads or is a
+    CorruptFileError naming it; never a TypeError/KeyError/AttributeError from inside."""
+    arrays = _trained_checkpoint(tmp_path)
+    header = _header(arrays)
+    # every field once: later items of a list of like entries (parameters, arrays, losses) add nothing
+    paths = [p for p in _paths(header) if p and p[0] != "metadata"
+             and not any(isinstance(k, int) and k > 0 for k in p if "layers" not in p)]
+    assert len(paths) > 40
+    path = tmp_path / "fuzz.npz"
+    refused = 0
+    for field in paths:
+        for value in _WRONG_VALUES:
+            _write_npz(path, _with_header(arrays, _replaced(header, field, value)))
+            try:
+                xio.load_checkpoint(path)
+            except CorruptFileError as exc:
+                assert "fuzz.npz" in str(exc), (field, value)
+                refused += 1
+            except Exception as exc:  # noqa: BLE001 - the point of the test
+                raise AssertionError(f"header field {field} = {value!r} raised {type(exc).__name__}: {exc}") from exc
+    assert refused > len(paths)
+
+
+@pytest.mark.parametrize(
+    "header_json, message",
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"format": "xpnet-model", "format_version": 1, "x": ' + "[" * 500 + "]" * 500 + "}", "nested 501 levels"),
+    ],
+    ids=["beyond-python-recursion", "beyond-xpnet-limit"],
+)
+def test_deeply_nested_header_is_corrupt(tmp_path, header_json, message):
+    arrays = {**_saved(tmp_path), "xpnet_header": np.frombuffer(header_json.encode(), dtype=np.uint8)}
+    path = _write_npz(tmp_path / "deep.npz", arrays)
+    with pytest.raises(CorruptFileError, match=message):
+        xio.load(path)
+
+
+def test_tiny_file_claiming_a_huge_layer_allocates_nothing(tmp_path):
+    arrays = _saved(tmp_path)
+    header = _header(arrays)
+    header["architecture"]["config"]["layers"][0]["config"].update(in_features=60000, out_features=60000)
+    path = _write_npz(tmp_path / "huge.npz", _with_header(arrays, header))
+    tracemalloc.start()
+    try:
+        with pytest.raises(CorruptFileError, match=r"huge.npz.*more parameters than the file stores.*\(60000, 60000\)"):
+            xio.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * 2**20, f"loading a 60000x60000 claim allocated {peak / 2**20:.0f} MiB"
+    assert xio.load(tmp_path / "good.npz") is not None  # the limit is lifted again
+
+
+def test_header_architecture_that_does_not_fit_the_arrays_is_corrupt(tmp_path):
+    arrays = _saved(tmp_path)
+    header = _header(arrays)
+    header["architecture"]["config"]["layers"][0]["config"].update(in_features=5)
+    path = _write_npz(tmp_path / "wide.npz", _with_header(arrays, header))
+    with pytest.raises(CorruptFileError, match="wide.npz"):
+        xio.load(path)
+
+
+@pytest.mark.parametrize("key", ["0", "x.m", "9.m"])
+def test_optimizer_state_key_that_names_no_slot_is_corrupt(tmp_path, key):
+    arrays = _trained_checkpoint(tmp_path)
+    header = _header(arrays)
+    old = header["optimizer"]["arrays"][0]
+    header["optimizer"]["arrays"][0] = key
+    arrays = {("optim/" + key if k == "optim/" + old else k): v for k, v in arrays.items()}
+    path = _write_npz(tmp_path / "slot.npz", _with_header(arrays, header))
+    model = make_model()
+    with pytest.raises(CorruptFileError, match=rf"slot.npz.*optimizer state '{key}' refers to no saved parameter"):
+        xio.load(path, optimizer=Adam(model.parameters(), lr=0.01))
+
+
+def test_save_refuses_metadata_that_load_would_refuse(tmp_path):
+    deep: list = []
+    for _ in range(300):
+        deep = [deep]
+    with pytest.raises(ValueError, match="nest more than 200 levels"):
+        xio.save(make_model(), tmp_path / "deep.npz", metadata=deep)
+    assert not (tmp_path / "deep.npz").exists()

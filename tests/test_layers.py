@@ -1,6 +1,8 @@
 """Every layer: parity with NumPy float64 and finite-difference gradients, on every
 available backend/device (the ``xp_device`` fixture), plus the layer contract."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -123,6 +125,24 @@ def test_train_eval_switch_dropout():
     model.train()
     dropped = xpnet.to_numpy(model.forward(x))
     assert 0.3 < np.mean(dropped == 0) < 0.7
+
+
+@pytest.mark.parametrize("p", [0.2, 0.7])
+def test_dropout_keeps_the_expected_value_for_p_other_than_a_half(p):
+    """Kept units are scaled by exactly 1/(1 - p) (not 1/p, which agrees only at p = 0.5), about a
+    fraction p is dropped, the mean is preserved, and backward uses the same mask."""
+    n = 200_000
+    with xpnet.using("cpu", dtype="float64"):
+        layer = nn.Dropout(p)
+        xpnet.seed(3)
+        out = xpnet.to_numpy(layer.forward(xpnet.asarray(np.ones((n // 100, 100)))))
+        grad = xpnet.to_numpy(layer.backward(xpnet.asarray(np.full((n // 100, 100), 2.0))))
+    kept = out != 0
+    np.testing.assert_array_equal(out[kept], 1.0 / (1.0 - p))
+    sigma = math.sqrt(p * (1 - p) / n)
+    assert abs((~kept).mean() - p) < 5 * sigma
+    assert abs(out.mean() - 1.0) < 5 * sigma / (1 - p)
+    np.testing.assert_array_equal(grad, 2.0 * out)
 
 
 def test_to_moves_parameters_and_gradients(xp_device):

@@ -218,3 +218,45 @@ def test_binary_classification_with_logits():
     history = xpnet.fit(model, losses.BinaryCrossEntropy(from_logits=True), X, y,
                         optimizer=optim.Adam(model.parameters(), 0.05), epochs=20, progress=False)
     assert history["accuracy"][-1] > 0.95
+
+
+class _RowRecorder(nn.Module):
+    """Passes its input through and, in training mode, records the sample ids (column 0)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        if self.training:
+            self.seen.append(xpnet.to_numpy(x[:, 0]).astype(int).tolist())
+        return x
+
+    def backward(self, grad_out):
+        return grad_out
+
+
+def _batch_orders(n=24, epochs=3, batch_size=6, seed=None):
+    """The order fit visits the samples in, one list per epoch."""
+    X = np.column_stack([np.arange(n, dtype=np.float64), np.random.default_rng(0).standard_normal(n)])
+    y = np.arange(n) % 2
+    recorder = _RowRecorder()
+    model = nn.Sequential(recorder, nn.Linear(2, 2))
+    xpnet.fit(model, "cross_entropy", X, y, epochs=epochs, batch_size=batch_size, optimizer="sgd", progress=False,
+              seed=seed)
+    batches = [b for b in recorder.seen if len(b) == batch_size]
+    per_epoch = len(batches) // epochs
+    assert per_epoch * epochs == len(batches) == epochs * (n // batch_size)
+    return [sum(batches[e * per_epoch : (e + 1) * per_epoch], []) for e in range(epochs)]
+
+
+def test_fit_shuffles_anew_each_epoch_and_reproducibly_under_seed():
+    xpnet.seed(11)
+    orders = _batch_orders()
+    for order in orders:
+        assert sorted(order) == list(range(24))  # each epoch visits every sample once
+    assert orders[0] != list(range(24))
+    assert orders[0] != orders[1] and orders[1] != orders[2] and orders[0] != orders[2]
+    xpnet.seed(11)
+    assert _batch_orders() == orders  # xpnet.seed makes the whole run repeat
+    assert _batch_orders(seed=5) == _batch_orders(seed=5) != orders  # so does fit(seed=...)

@@ -3,7 +3,7 @@ once against the Python Array API standard, trained on NumPy (CPU), CuPy (CUDA G
 JAX, PyTorch or array-api-strict.
 
 >>> import xpnet
->>> xpnet.use("cuda")            # or "cpu", "auto", "jax", "torch", "strict"
+>>> xpnet.use("auto")            # a GPU if one works, else the CPU; or "cpu", "cuda", "jax", "torch", "strict"
 >>> model = xpnet.nn.Sequential(xpnet.nn.Linear(64, 32), xpnet.nn.ReLU(), xpnet.nn.Linear(32, 10))
 """
 

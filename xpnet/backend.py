@@ -29,6 +29,8 @@ import importlib
 import importlib.metadata
 import os
 import re
+import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -100,6 +102,11 @@ VALID_DEVICE_STRINGS = (
 )
 
 _CUPY_FIX = 'install CuPy with `pip install "xpnet[cuda12x]"` (CUDA 12) or `pip install "xpnet[cuda13x]"` (CUDA 13)'
+# Every CUDA error ends with this: a student without a GPU should learn that the CPU works.
+_CPU_ALTERNATIVE = (
+    'Or run on the CPU: xpnet.use("auto") picks the GPU when one works and the CPU otherwise, xpnet.use("cpu") '
+    "always the CPU"
+)
 
 
 # --------------------------------------------------------------------------- dtypes
@@ -246,6 +253,7 @@ class _CupyBackend(_Backend):
     name = "cuda"
     module = "cupy"
     _probed: dict[int, BaseException | None] = {}
+    _auto_explained = False
 
     def namespace(self):
         import array_api_compat.cupy as xp
@@ -262,6 +270,8 @@ class _CupyBackend(_Backend):
             error = self._probed[device.index]
         else:
             error = self._probe(device.index)
+            if error is not None:
+                error.args = (f"{error.args[0].rstrip('. ')}. {_CPU_ALTERNATIVE}",)
             self._probed[device.index] = error
         if error is not None:
             raise error
@@ -290,7 +300,7 @@ class _CupyBackend(_Backend):
         except Exception as exc:  # noqa: BLE001 - classified below
             return self._classify(exc)
         if count == 0:
-            return NoGPUError("the CUDA driver is present but reports no GPU; use xpnet.use('cpu')")
+            return NoGPUError("the CUDA driver is present but reports no GPU")
         if index >= count:
             return DeviceIndexError(
                 f"device 'cuda:{index}' does not exist: this machine has {count} GPU(s), "
@@ -314,7 +324,7 @@ class _CupyBackend(_Backend):
                 f"version (`pip install \"xpnet[cuda12x]\"` for CUDA 12, `[cuda13x]` for 13)"
             )
         elif "NoDevice" in text or "no CUDA-capable device" in text:
-            err = NoGPUError(f"no GPU found ({text}); use xpnet.use('cpu')")
+            err = NoGPUError(f"no GPU found ({text})")
         else:
             err = BackendUnavailableError(f"CuPy failed to run on the GPU: {text}")
         err.__cause__ = exc
@@ -653,12 +663,43 @@ def resolve_device(spec: str | Device | None = None) -> Device:
         device = spec
     elif isinstance(spec, str):
         if spec.strip().lower() == "auto":
-            return Device("cupy") if gpu_available() else Device("numpy")
+            if gpu_available():
+                return Device("cupy")
+            _explain_cpu_fallback()
+            return Device("numpy")
         device = _parse(spec)
     else:
         raise _unknown(spec)
     device._impl.check(device)
     return device._impl.canonical(device)
+
+
+def _explain_cpu_fallback() -> None:
+    """Warn once per process when "auto" settles for the CPU although CuPy is there:
+    whoever installed CuPy expected the GPU, and the reason is the fix."""
+    cupy = _BACKENDS["cupy"]
+    reason = cupy._probed.get(0)
+    if reason is None or isinstance(reason, CupyNotInstalledError) or cupy._auto_explained:
+        return
+    type(cupy)._auto_explained = True
+    first_line = str(reason).split(f". {_CPU_ALTERNATIVE}")[0]
+    warnings.warn(
+        f'xpnet.use("auto") chose the CPU: CuPy is installed but cannot use a GPU here '
+        f'({type(reason).__name__}: {first_line}). xpnet.use("cpu") says this is intended; '
+        f'xpnet.use("cuda") raises the full error',
+        UserWarning,
+        stacklevel=_outside_xpnet(),
+    )
+
+
+def _outside_xpnet() -> int:
+    """The ``stacklevel`` of the first caller outside the xpnet package, so a warning
+    points at the user's line whichever xpnet function led to it."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 # ---------------------------------------------------------------------- the setting

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 
 from . import backend as _backend
+from .errors import XpnetError
 
 __all__ = ["main", "info_rows"]
 
@@ -50,7 +54,9 @@ def info_rows() -> list[tuple[str, str, str, str, str]]:
         try:
             device = _backend.resolve_device(spec)
         except Exception as exc:  # noqa: BLE001 - reported in the table
-            rows.append((label, version, spec, "-", f"unavailable: {exc}"))
+            # The table is the alternative itself: the errors' "run on the CPU" ending would only repeat it.
+            reason = str(exc).replace(f". {_backend._CPU_ALTERNATIVE}", "")
+            rows.append((label, version, spec, "-", f"unavailable: {reason}"))
             continue
         try:
             seen = ", ".join(impl.devices())
@@ -68,19 +74,35 @@ def info_rows() -> list[tuple[str, str, str, str, str]]:
 def _info(args: argparse.Namespace) -> int:
     from . import __version__
 
+    # Importing a backend can print a banner through `warnings` (CuPy prints 25 lines when
+    # two CuPy packages are installed); gathered here, they follow the table instead of
+    # landing inside it, one line each: the table's own rows say what to do.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            current = _backend.current_device().name
+        except Exception as exc:  # noqa: BLE001
+            current = f"invalid XPNET_DEVICE: {exc}"
+        rows = [("backend", "version", "device", "devices seen", "smoke test"), *info_rows()]
     print(f"xpnet {__version__}  (Python {sys.version.split()[0]})")
-    try:
-        current = _backend.current_device().name
-    except Exception as exc:  # noqa: BLE001
-        current = f"invalid XPNET_DEVICE: {exc}"
     print(f"default device: {current}, default dtype: {_backend.default_dtype()}")
-    rows = [("backend", "version", "device", "devices seen", "smoke test"), *info_rows()]
     widths = [max(len(r[i]) for r in rows[:]) for i in range(4)]
     for i, row in enumerate(rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
         if i == 0:
             print("  ".join("-" * w for w in widths) + "  " + "-" * 10)
+    notes = dict.fromkeys(_first_line(w) for w in caught)
+    if notes:
+        print("\nwarnings while probing the backends:")
+        for note in notes:
+            print(f"  {note}")
     return 0
+
+
+def _first_line(caught: warnings.WarningMessage) -> str:
+    lines = [line.strip(" =*-") for line in str(caught.message).splitlines()]
+    text = next((line for line in lines if line), "")
+    return f"{caught.category.__name__} from {os.path.basename(caught.filename)}: {text}"
 
 
 def _load(name: str, data_dir: str | None):
@@ -123,26 +145,70 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
+_DESCRIPTION = """\
+xpnet: neural-network layers written once against the Array API standard.
+
+  python -m xpnet info                 which backends and devices work on this machine
+  python -m xpnet train digits         train a small MLP on scikit-learn's digits
+  python -m xpnet train --help         the training options and their defaults
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m xpnet`` and the ``xpnet`` script."""
-    parser = argparse.ArgumentParser(prog="python -m xpnet", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="which backends and devices work here")
-    train = sub.add_parser("train", help="train an MLP and print the test accuracy")
-    train.add_argument("dataset", choices=["digits", "mnist", "cifar10"])
-    train.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, auto, jax, torch, strict (default auto)")
-    train.add_argument("--epochs", type=int, default=20)
-    train.add_argument("--hidden", type=int, nargs="*", default=[32], help="hidden layer sizes (default 32)")
-    train.add_argument("--lr", type=float, default=3e-3)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--data-dir", default=None, help="where MNIST/CIFAR-10 files are (default XPNET_DATA_DIR)")
-    train.add_argument("--save", default=None, help="save the trained model to this .npz file")
+    parser = argparse.ArgumentParser(
+        prog="python -m xpnet", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{info,train}")
+    sub.add_parser("info", help="which backends and devices work here", description="Which backends and devices "
+                   "work here: versions, devices seen, and a tiny forward/backward pass on each.")
+    train = sub.add_parser("train", help="train an MLP and print the test accuracy",
+                           description="Train an MLP (ReLU hidden layers, softmax cross-entropy) and print its "
+                           "test accuracy.")
+    train.add_argument("dataset", choices=["digits", "mnist", "cifar10"],
+                       help="digits is bundled with scikit-learn; mnist and cifar10 are downloaded once")
+    train.add_argument("--device", default="auto",
+                       help="cpu, cuda, cuda:N, auto, jax, torch, strict (default: %(default)s)")
+    train.add_argument("--epochs", type=_positive_int, default=20,
+                       help="passes over the training set, >= 1 (default: %(default)s)")
+    train.add_argument("--hidden", type=_positive_int, nargs="*", default=[32],
+                       help="hidden layer sizes; none for a linear classifier (default: 32)")
+    train.add_argument("--lr", type=_positive_float, default=3e-3, help="learning rate, > 0 (default: %(default)s)")
+    train.add_argument("--batch-size", type=_positive_int, default=32,
+                       help="samples per gradient step, >= 1 (default: %(default)s)")
+    train.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
+                       help="adam, or sgd with momentum 0.9 (default: %(default)s)")
+    train.add_argument("--seed", type=int, default=0,
+                       help="seed for the initial weights and the shuffling (default: %(default)s)")
+    train.add_argument("--data-dir", default=None, metavar="DIR",
+                       help="folder holding mnist/ and cifar10/ (default: $XPNET_DATA_DIR, else ~/.cache/xpnet)")
+    train.add_argument("--save", default=None, metavar="FILE", help="save the trained model to this .npz file")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(argv)
     try:
         return _info(args) if args.command == "info" else _train(args)
-    except (_backend.UnknownDeviceError, _backend.BackendUnavailableError, FileNotFoundError) as exc:
+    except (XpnetError, FileNotFoundError, ConnectionError, ImportError) as exc:
+        # What a user can fix (a device, a missing or offline dataset, a missing extra):
+        # the message says how, and a traceback would only bury it.
         print(f"error: {exc}", file=sys.stderr)
         return 2

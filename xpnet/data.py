@@ -134,45 +134,67 @@ def _base_urls(base_url: str | Sequence[str] | None, default: Sequence[str]) -> 
     return [u if u.endswith("/") else u + "/" for u in urls]
 
 
-def _fetch(
+def _fetch_all(
     dataset: str,
-    filename: str,
+    filenames: Sequence[str],
     root: Path,
     base_url: str | Sequence[str] | None,
     default_urls: Sequence[str],
     download: bool,
-) -> Path:
-    """Path to a verified copy of ``filename`` under ``root/dataset``, downloading it if allowed."""
-    expected = CHECKSUMS[dataset][filename]
+) -> dict[str, Path]:
+    """Verified paths of ``filenames`` under ``root/dataset``, downloading the missing ones
+    if allowed. When one cannot be had, the error lists every file of the set, its
+    SHA-256 and where it goes, so an offline user fetches them all in one go."""
     folder = root / dataset
-    path = folder / filename
-    urls = [u + filename for u in _base_urls(base_url, default_urls)]
-    if path.exists():
-        actual = _sha256(path)
+    mirrors = _base_urls(base_url, default_urls)
+    paths, missing = {}, []
+    for filename in filenames:
+        path = paths[filename] = folder / filename
+        if not path.exists():
+            missing.append(filename)
+            continue
+        expected, actual = CHECKSUMS[dataset][filename], _sha256(path)
         if actual != expected:
             raise CorruptFileError(
                 f"{path} has SHA-256 {actual}, expected {expected}: the file is incomplete or not the "
-                f"official one. Delete it and call again to re-download it (from {urls[0]})."
+                f"official one. Delete it and call again to re-download it (from {mirrors[0] + filename})."
             )
-        return path
-    if not download:
+    if missing and not download:
         raise FileNotFoundError(
-            f"{path} does not exist and download=False. Download it by hand from {urls[0]} "
-            f"and place it at {path}, or pass download=True."
+            f"{len(missing)} {dataset} file{'s are' if len(missing) > 1 else ' is'} missing and download=False. "
+            f"Pass download=True, or download by hand.\n" + _by_hand(dataset, filenames, folder, mirrors, missing)
         )
-    folder.mkdir(parents=True, exist_ok=True)
-    errors = []
-    for url in urls:
-        try:
-            _download(url, path, expected)
-            return path
-        except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as exc:
-            errors.append(f"{url}: {exc}")
-    raise ConnectionError(
-        f"could not download {filename}; the machine may be offline or the mirrors unreachable. "
-        f"Tried: {'; '.join(errors)}. Download the file by hand on a machine with internet access and "
-        f"place it at {path} (or set XPNET_DATA_DIR to the folder holding {dataset}/{filename})."
+    if missing:
+        folder.mkdir(parents=True, exist_ok=True)
+    for filename in missing:
+        errors = []
+        for mirror in mirrors:
+            try:
+                _download(mirror + filename, paths[filename], CHECKSUMS[dataset][filename])
+                break
+            except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as exc:
+                errors.append(f"{mirror + filename}: {exc}")
+        else:
+            still = [name for name in missing if not paths[name].exists()]
+            raise ConnectionError(
+                f"could not download {dataset}: the machine may be offline or the mirrors unreachable "
+                f"({'; '.join(errors)}). Download by hand on a machine with internet access.\n"
+                + _by_hand(dataset, filenames, folder, mirrors, still)
+            )
+    return paths
+
+
+def _by_hand(dataset: str, filenames: Sequence[str], folder: Path, mirrors: Sequence[str], missing: list[str]) -> str:
+    """Every file of a dataset, its SHA-256 and source, and how to point xpnet at another folder."""
+    lines = [f"Put these files in {folder}{os.sep} (check each with `sha256sum`):"]
+    for name in filenames:
+        where = f"from {mirrors[0] + name}" if name in missing else "already there"
+        lines.append(f"  {folder / name}\n      sha256 {CHECKSUMS[dataset][name]}, {where}")
+    lines.append(
+        f"To keep them in another folder DIR, put them in DIR{os.sep}{dataset}{os.sep} and set XPNET_DATA_DIR=DIR, "
+        f"pass root=DIR, or on the command line --data-dir DIR."
     )
+    return "\n".join(lines)
 
 
 def _download(url: str, path: Path, expected: str) -> None:
@@ -256,11 +278,11 @@ def load_mnist(
     ``FileNotFoundError`` for a missing file with ``download=False`` and
     ``ConnectionError`` when no mirror can be reached.
     """
-    folder_root = _data_root(root)
+    names = [name for pair in _MNIST_FILES.values() for name in pair]
+    paths = _fetch_all("mnist", names, _data_root(root), base_url, _MNIST_URLS, download)
     splits = []
     for images_name, labels_name in _MNIST_FILES.values():
-        images_path = _fetch("mnist", images_name, folder_root, base_url, _MNIST_URLS, download)
-        labels_path = _fetch("mnist", labels_name, folder_root, base_url, _MNIST_URLS, download)
+        images_path, labels_path = paths[images_name], paths[labels_name]
         images = _read_idx(images_path, ndim=3)
         labels = _read_idx(labels_path, ndim=1).astype(np.int64)
         if len(images) != len(labels):
@@ -312,7 +334,10 @@ def _restricted_loads(data: bytes) -> object:
 
 def _cifar_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     fix = "Delete the archive and call again to re-download it."
-    batch = _restricted_loads(raw)
+    try:
+        batch = _restricted_loads(raw)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise CorruptFileError(f"{where} is not a CIFAR-10 batch: {exc}. {fix}") from exc
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         found = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
         raise CorruptFileError(f"{where} should be a dict with keys b'data' and b'labels', found {found}. {fix}")
@@ -345,13 +370,15 @@ def load_cifar10(
     first if missing and ``download`` is true; ``base_url`` overrides the source.
     The batches are read straight out of the archive, nothing is extracted, and
     they are unpickled only after the archive's SHA-256 matched, with an unpickler
-    that refuses anything but NumPy arrays (``pickle.UnpicklingError``).
+    that refuses anything but NumPy arrays (``CorruptFileError`` naming the batch).
 
     Raises ``CorruptFileError`` for a wrong checksum or content, ``FileNotFoundError``
     for a missing file with ``download=False`` and ``ConnectionError`` when the
     source cannot be reached.
     """
-    path = _fetch("cifar10", _CIFAR10_ARCHIVE, _data_root(root), base_url, _CIFAR10_URLS, download)
+    path = _fetch_all("cifar10", [_CIFAR10_ARCHIVE], _data_root(root), base_url, _CIFAR10_URLS, download)[
+        _CIFAR10_ARCHIVE
+    ]
     wanted = {f"{_CIFAR10_DIR}/{name}" for name in (*_CIFAR10_TRAIN, _CIFAR10_TEST)}
     batches = {}
     try:

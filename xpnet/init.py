@@ -8,8 +8,9 @@ stores it.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,46 @@ from .backend import Device, default_dtype, dtype_name, resolve_device
 __all__ = ["xavier_uniform", "xavier_normal", "he_normal", "he_uniform", "normal", "zeros", "get"]
 
 Shape = tuple[int, ...]
+
+
+class _AllocationRefused(ValueError):
+    """An initializer was asked for more values than ``_allocation_limit`` allows."""
+
+
+class _Budget:
+    remaining: int | None = None
+
+
+_budget = _Budget()
+
+
+@contextlib.contextmanager
+def _allocation_limit(total: int) -> Iterator[None]:
+    """Refuse, before drawing anything, initializers that would create more than
+    ``total`` values in all inside this block (``_AllocationRefused``).
+
+    ``xpnet.io.load`` rebuilds a model whose parameters must match the arrays stored
+    in the file; a header claiming ``Linear(60000, 60000)`` beside a few stored values
+    must fail here instead of drawing 3.6e9 random numbers first.
+    """
+    previous = _budget.remaining
+    _budget.remaining = int(total)
+    try:
+        yield
+    finally:
+        _budget.remaining = previous
+
+
+def _reserve(shape: Shape) -> None:
+    if _budget.remaining is None:
+        return
+    size = math.prod(int(s) for s in shape)
+    if size > _budget.remaining:
+        raise _AllocationRefused(
+            f"a parameter of shape {tuple(shape)} ({size:,} values) exceeds the {_budget.remaining:,} values "
+            f"left to allocate"
+        )
+    _budget.remaining -= size
 
 
 def _fans(shape: Shape) -> tuple[int, int]:
@@ -42,6 +83,7 @@ def xavier_uniform(shape: Shape, *, dtype: Any = None, device: str | Device | No
         device: target device (default the current one).
         rng: an int seed or ``numpy.random.Generator``; default xpnet's global one.
     """
+    _reserve(shape)
     fan_in, fan_out = _fans(shape)
     bound = math.sqrt(6.0 / (fan_in + fan_out))
     return _place(_random.generator(rng).uniform(-bound, bound, size=shape), dtype, device)
@@ -50,6 +92,7 @@ def xavier_uniform(shape: Shape, *, dtype: Any = None, device: str | Device | No
 def xavier_normal(shape: Shape, *, dtype: Any = None, device: str | Device | None = None, rng: Any = None) -> Any:
     """Glorot/Xavier normal: N(0, std²) with ``std = sqrt(2 / (fan_in + fan_out))``.
     Arguments as :func:`xavier_uniform`."""
+    _reserve(shape)
     fan_in, fan_out = _fans(shape)
     std = math.sqrt(2.0 / (fan_in + fan_out))
     return _place(_random.generator(rng).normal(0.0, std, size=shape), dtype, device)
@@ -58,6 +101,7 @@ def xavier_normal(shape: Shape, *, dtype: Any = None, device: str | Device | Non
 def he_normal(shape: Shape, *, dtype: Any = None, device: str | Device | None = None, rng: Any = None) -> Any:
     """He/Kaiming normal for ReLU nets: N(0, std²) with ``std = sqrt(2 / fan_in)``.
     Arguments as :func:`xavier_uniform`."""
+    _reserve(shape)
     fan_in, _ = _fans(shape)
     return _place(_random.generator(rng).normal(0.0, math.sqrt(2.0 / fan_in), size=shape), dtype, device)
 
@@ -65,6 +109,7 @@ def he_normal(shape: Shape, *, dtype: Any = None, device: str | Device | None = 
 def he_uniform(shape: Shape, *, dtype: Any = None, device: str | Device | None = None, rng: Any = None) -> Any:
     """He/Kaiming uniform: U(-a, a) with ``a = sqrt(6 / fan_in)``. Arguments as
     :func:`xavier_uniform`."""
+    _reserve(shape)
     fan_in, _ = _fans(shape)
     bound = math.sqrt(6.0 / fan_in)
     return _place(_random.generator(rng).uniform(-bound, bound, size=shape), dtype, device)
@@ -75,12 +120,14 @@ def normal(
 ) -> Any:
     """N(0, std²), the course exercises' ``weight_scale * randn(...)``.
     Arguments as :func:`xavier_uniform`, plus ``std``."""
+    _reserve(shape)
     return _place(_random.generator(rng).normal(0.0, float(std), size=shape), dtype, device)
 
 
 def zeros(shape: Shape, *, dtype: Any = None, device: str | Device | None = None, rng: Any = None) -> Any:
     """All zeros (biases). ``rng`` is accepted and ignored, so every initializer
     has one signature."""
+    _reserve(shape)
     return _place(np.zeros(shape), dtype, device)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import pathlib
 import tempfile
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from . import init as _init
 from . import random as _random
 from .backend import FLOAT_DTYPES, default_dtype, to_numpy, using
 from .errors import CorruptFileError
@@ -126,6 +128,11 @@ def save(
         _check_json(metadata, "metadata")
         header["metadata"] = metadata
     _check_json(header["architecture"], f"{type(model).__name__}.get_config()")
+    if _nesting(header) > _MAX_NESTING:  # load refuses such headers, so never write one
+        raise ValueError(
+            f"the model's config, history and metadata nest more than {_MAX_NESTING} levels deep; "
+            f"flatten the metadata to save"
+        )
     text = json.dumps(header, indent=1)
     arrays[_HEADER] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     _write_atomically(target, arrays)
@@ -298,7 +305,7 @@ def load_checkpoint(
     if header.get("history") is not None:
         try:
             history = History.from_dict(header["history"])
-        except TypeError as exc:
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise _corrupt(file, f"the saved history does not fit History: {exc}") from exc
     return Checkpoint(model=model, history=history, metadata=header.get("metadata"), optimizer_state=optimizer_state)
 
@@ -344,6 +351,13 @@ def _read_header(file: pathlib.Path, archive: Any) -> dict[str, Any]:
         header = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise _corrupt(file, f"the header is not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise _corrupt(file, "the header's JSON is nested too deeply to be an xpnet header") from exc
+    depth = _nesting(header)
+    if depth > _MAX_NESTING:
+        raise _corrupt(
+            file, f"the header's JSON is nested {depth} levels deep; xpnet headers stay under {_MAX_NESTING}"
+        )
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         found = header.get("format") if isinstance(header, dict) else type(header).__name__
         raise _corrupt(file, f"the header says format {found!r}, expected {FORMAT_NAME!r}")
@@ -356,21 +370,92 @@ def _read_header(file: pathlib.Path, archive: Any) -> dict[str, Any]:
             f"it was written in format version {version} by xpnet {header.get('xpnet_version')}; this xpnet reads "
             f"up to version {FORMAT_VERSION}. Upgrade xpnet (pip install -U xpnet)",
         )
-    for key, kind in (("architecture", dict), ("parameters", list)):
-        if not isinstance(header.get(key), kind):
-            raise _corrupt(file, f"the header's {key!r} entry is missing or not a {kind.__name__}")
+    problem = _header_problem(header)
+    if problem:
+        raise _corrupt(file, f"the header is malformed: {problem}")
     return header
+
+
+# A Sequential nests four JSON levels per level of the model; Python's own recursion
+# limit (about 1000 frames) would stop rebuilding or running a far shallower model.
+_MAX_NESTING = 200
+
+
+def _nesting(value: Any) -> int:
+    """The depth of nested lists/dicts in ``value``, counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _header_problem(header: dict[str, Any]) -> str:
+    """What is wrong with the types of the header's fields ('' when nothing is)."""
+    arch = header.get("architecture")
+    if not isinstance(arch, dict) or not isinstance(arch.get("type"), str) or not isinstance(arch.get("config"), dict):
+        return f"'architecture' should be {{'type': str, 'config': dict}}, found {_brief(arch)}"
+    params = header.get("parameters")
+    if not isinstance(params, list):
+        return f"'parameters' should be a list, found {_brief(params)}"
+    for i, entry in enumerate(params):
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("name"), str)
+            and isinstance(entry.get("shape"), list)
+            and all(_is_int(n) and n >= 0 for n in entry["shape"])
+        ):
+            return f"parameters[{i}] should be {{'name': str, 'shape': [int >= 0, ...]}}, found {_brief(entry)}"
+    names = [entry["name"] for entry in params]
+    if len(set(names)) != len(names):
+        return f"'parameters' names a parameter twice ({sorted(n for n in set(names) if names.count(n) > 1)})"
+    for key in ("dtype", "device", "xpnet_version"):
+        if header.get(key) is not None and not isinstance(header[key], str):
+            return f"{key!r} should be a string, found {_brief(header[key])}"
+    if header.get("history") is not None and not isinstance(header["history"], dict):
+        return f"'history' should be a dict, found {_brief(header['history'])}"
+    optimizer = header.get("optimizer")
+    if optimizer is not None:
+        expected = {
+            "type": (lambda v: isinstance(v, str), "a string"),
+            "lr": (_is_finite_number, "a finite number"),
+            "initial_lr": (_is_finite_number, "a finite number"),
+            "t": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+            "config": (lambda v: isinstance(v, dict), "a dict"),
+            "parameters": (lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v), "a list of names"),
+            "arrays": (lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v), "a list of names"),
+        }
+        if not isinstance(optimizer, dict):
+            return f"'optimizer' should be a dict, found {_brief(optimizer)}"
+        for key, (ok, what) in expected.items():
+            if not ok(optimizer.get(key)):
+                return f"optimizer[{key!r}] should be {what}, found {_brief(optimizer.get(key))}"
+    return ""
+
+
+def _brief(value: Any) -> str:
+    text = json.dumps(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 def _read_arrays(
     file: pathlib.Path, archive: Any, header: dict[str, Any]
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    try:
-        expected = {entry["name"]: tuple(entry["shape"]) for entry in header["parameters"]}
-    except (KeyError, TypeError) as exc:
-        raise _corrupt(file, f"the header's parameter list is malformed ({exc!r})") from exc
+    expected = {entry["name"]: tuple(entry["shape"]) for entry in header["parameters"]}
     entry = header.get("optimizer")
-    optim_names = set(entry.get("arrays", [])) if isinstance(entry, dict) else set()
+    optim_names = set(entry["arrays"]) if entry is not None else set()
     params, optim = {}, {}
     unexpected = []
     for key in archive.files:
@@ -408,11 +493,22 @@ def _build(
     if saved_dtype is not None and saved_dtype not in FLOAT_DTYPES:
         raise _corrupt(file, f"the header gives parameter dtype {saved_dtype!r}, expected one of {FLOAT_DTYPES}")
     target_dtype = dtype if dtype is not None else saved_dtype or default_dtype()
+    stored = sum(int(value.size) for value in params.values())
     # Building draws throwaway initial weights; keep the global generator where it was
-    # so loading does not change the dropout masks or shuffles that follow.
-    with using(device, target_dtype), _random.preserved_state():
+    # so loading does not change the dropout masks or shuffles that follow. The rebuilt
+    # model must hold exactly the stored values, so initializers may draw no more than
+    # that: a tiny file claiming a huge layer is refused before anything is allocated.
+    with using(device, target_dtype), _random.preserved_state(), _init._allocation_limit(stored):
         try:
             model = layer_class(kind).from_config(config)
+        except _init._AllocationRefused as exc:
+            raise _corrupt(
+                file,
+                f"the header's {kind} would create more parameters than the file stores ({stored:,} values "
+                f"in {len(params)} arrays): {exc}",
+            ) from exc
+        except RecursionError as exc:
+            raise _corrupt(file, f"the saved {kind} is nested too deeply to rebuild") from exc
         except KeyError as exc:
             text = str(exc.args[0]) if exc.args else ""
             if text.startswith("unknown layer type"):
@@ -420,7 +516,7 @@ def _build(
                     file, f"{text} (if it is your own layer, import the module that defines it before loading)"
                 ) from exc
             raise _corrupt(file, f"the saved {kind} config lacks the entry {exc}") from exc
-        except (TypeError, ValueError, AttributeError) as exc:
+        except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
             raise _corrupt(file, f"cannot rebuild the saved {kind} from its config ({exc})") from exc
     if not isinstance(model, Module):
         raise _corrupt(file, f"{kind}.from_config returned a {type(model).__name__}, not a Module")
@@ -462,8 +558,8 @@ def _optimizer_state(
     if unknown:
         raise _corrupt(file, f"the optimizer entry names parameters the model does not have: {unknown}")
     for key, value in arrays.items():
-        index, _, _ = key.partition(".")
-        if not index.isdigit() or int(index) >= len(state["parameters"]):
+        index, _, slot = key.partition(".")
+        if not index.isdigit() or not slot or int(index) >= len(state["parameters"]):
             raise _corrupt(file, f"optimizer state {key!r} refers to no saved parameter")
         name = state["parameters"][int(index)]
         if tuple(value.shape) != shapes.get(name):

@@ -16,7 +16,8 @@ xpnet targets, with boolean indexing and data-dependent shapes off, so a missing
 ``device=`` or a NumPy-only idiom fails on a CPU-only machine), ``jax`` (x64),
 ``torch`` (CPU) when installed, and ``cuda`` (CuPy) and ``torch:cuda``, marked
 ``cuda`` and skipped with the reason when no GPU answers. ``XPNET_TEST_DEVICES``
-(comma-separated, e.g. ``cpu,strict``) selects a subset.
+(comma-separated, e.g. ``cpu,strict``) selects a subset; a name xpnet does not know
+stops pytest with a usage error, so a typo in a CI setting cannot turn into skips.
 """
 
 from __future__ import annotations
@@ -64,11 +65,35 @@ def _configure_strict() -> None:
 
 
 def _selected() -> list[str]:
+    """The devices ``XPNET_TEST_DEVICES`` names (default: all of :data:`TEST_DEVICES`).
+
+    A name xpnet does not know is an error, not a device to skip: a typo in a CI
+    configuration must turn the build red, not quietly skip every test it meant to run.
+    """
     env = os.environ.get("XPNET_TEST_DEVICES", "").strip()
     if not env:
         return list(TEST_DEVICES)
     names = [n.strip() for n in env.split(",") if n.strip()]
+    unknown = [n for n in names if not _known(n)]
+    if unknown or not names:
+        raise _backend.UnknownDeviceError(
+            f"XPNET_TEST_DEVICES={env!r} names {'unknown devices ' + repr(unknown) if unknown else 'no device'}; "
+            f"use a comma-separated subset of {','.join(TEST_DEVICES)} (or a GPU index such as cuda:1), "
+            f"or unset it to test every device"
+        )
     return names
+
+
+def _known(name: str) -> bool:
+    if name in TEST_DEVICES:
+        return True
+    try:
+        device = _backend._parse(name)
+    except _backend.UnknownDeviceError:
+        return False
+    if device.backend == "strict" and device._impl.installed():
+        return name in device._impl.devices()  # a typo in a device name is not a device to skip
+    return True
 
 
 def _try(name: str) -> tuple[Device | None, str | None]:
@@ -83,7 +108,10 @@ def _try(name: str) -> tuple[Device | None, str | None]:
 
 def available_devices(include: Sequence[str] | None = None) -> list[Device]:
     """The devices among ``include`` (default: ``XPNET_TEST_DEVICES`` or all of
-    :data:`TEST_DEVICES`) that work on this machine."""
+    :data:`TEST_DEVICES`) that work on this machine.
+
+    Raises :class:`~xpnet.errors.UnknownDeviceError` when ``XPNET_TEST_DEVICES`` names
+    a device xpnet does not know."""
     found = []
     for name in include if include is not None else _selected():
         dev, _ = _try(name)
@@ -97,17 +125,32 @@ def device_params() -> list[Any]:
     ones; use with ``@pytest.mark.parametrize`` or a fixture's ``params``."""
     import pytest
 
-    return [pytest.param(n, id=n, marks=[pytest.mark.cuda] if n in CUDA_DEVICES else []) for n in _selected()]
+    return [pytest.param(n, id=n, marks=[pytest.mark.cuda] if _is_gpu(n) else []) for n in _selected()]
+
+
+def _is_gpu(name: str) -> bool:
+    return name in CUDA_DEVICES or _backend._parse(name).is_gpu
 
 
 def pytest_configure(config: Any) -> None:
+    import pytest
+
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped with the reason when none answers)")
+    try:
+        _selected()
+    except _backend.UnknownDeviceError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _fixture() -> Any:
     import pytest
 
-    @pytest.fixture(params=device_params())
+    try:
+        params = device_params()
+    except _backend.UnknownDeviceError:
+        params = []  # pytest_configure stops the run with the message
+
+    @pytest.fixture(params=params)
     def xp_device(request: Any) -> Device:
         """A working :class:`xpnet.Device`, once per backend/device; skips with the
         reason when the device is not available here."""
