@@ -179,7 +179,9 @@ def host_data(owner: str, name: str, data: Any, *, labels: bool = False) -> None
 
 def _first(data: Any) -> Any:
     flat = data.reshape(-1)
-    return flat[0] if flat.shape[0] else None
+    if not flat.shape[0]:
+        return None
+    return flat[0].item() if hasattr(flat[0], "item") else flat[0]
 
 
 def as_host(owner: str, name: str, data: Any, *, labels: bool = False) -> Any:
