@@ -332,3 +332,15 @@ def test_optimizer_refuses_a_gradient_of_the_wrong_shape():
     with pytest.raises(ShapeError, match=r"gradient of Parameter\(Linear.b, shape=\(3,\)\) has shape \(5, 3\)"):
         opt.step()
     assert layer.params["b"].shape == (3,)
+
+
+def test_arguments_in_the_wrong_order():
+    model, _ = model_and_optimizer()
+    with pytest.raises(TypeError, match=r"fit: model must be an xpnet.nn.Module, got ndarray .*fit\(model, loss, X, y"):
+        xpnet.fit(X, model, Y, "cross_entropy")
+    with pytest.raises(TypeError, match=r"evaluate: model must be an xpnet.nn.Module, got str"):
+        xpnet.evaluate("cross_entropy", model, X, Y)
+    with pytest.raises(TypeError, match=r"loss must be a Loss instance or a name .*got ndarray"):
+        xpnet.fit(model, X, Y, "cross_entropy")
+    with pytest.raises(TypeError, match=r"train\(mode\) takes True or False, got str 'eval'"):
+        model.train("eval")

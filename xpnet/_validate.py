@@ -105,6 +105,16 @@ def pair(owner: str, name: str, value: Any) -> tuple[Any, Any]:
 
 
 # ----------------------------------------------------------------- fit / evaluate
+def model(owner: str, value: Any) -> None:
+    """``value`` is an :class:`xpnet.nn.Module` (arguments in the wrong order are the
+    usual reason it is not)."""
+    from .nn import Module
+
+    if not isinstance(value, Module):
+        raise TypeError(f"{owner}: model must be an xpnet.nn.Module, got {_what(value)}; "
+                        f"the call is {owner}(model, loss, X, y, ...)")
+
+
 def fit_arguments(*, epochs: Any, batch_size: Any, shuffle: Any, drop_last: Any, validation_data: Any,
                   validation_split: Any, metrics: Any, callbacks: Any, seed: Any, progress: Any) -> None:
     """Check the types and ranges of :func:`xpnet.fit`'s settings (no data is read).
@@ -194,14 +204,19 @@ def as_host(owner: str, name: str, data: Any, *, labels: bool = False) -> Any:
 
 
 def check_finite(owner: str, arrays: dict[str, Any]) -> None:
-    """One device read for all ``arrays`` (name -> floating array); on failure, a
-    second pass names the array and its first row with a NaN or infinity."""
-    flags = None
-    for a in arrays.values():
-        xp = _backend.array_namespace(a)
-        ok = xp.all(xp.isfinite(a))
-        flags = ok if flags is None else xp.logical_and(flags, ok)
-    if flags is None or bool(flags):
+    """One device read for all ``arrays`` (name -> floating array, all on one
+    device); on failure, a second pass names the array and its first row with a NaN
+    or infinity.
+
+    The first pass is each array's min and max (reductions without a temporary as
+    large as the data, and NaN propagates through both), read back together."""
+    arrays = {k: a for k, a in arrays.items() if math.prod(a.shape)}
+    if not arrays:
+        return
+    xp = _backend.array_namespace(*arrays.values())
+    dtype = next(iter(arrays.values())).dtype
+    bounds = xp.stack([xp.astype(r, dtype) for a in arrays.values() for r in (xp.min(a), xp.max(a))])
+    if all(math.isfinite(v) for v in _backend.to_numpy(bounds).tolist()):
         return
     for name, a in arrays.items():
         xp = _backend.array_namespace(a)
@@ -211,8 +226,7 @@ def check_finite(owner: str, arrays: dict[str, Any]) -> None:
             row = int(xp.argmin(xp.astype(rows, xp.int32)))
             bad = int(xp.sum(xp.astype(xp.logical_not(finite), xp.int64)))
             raise ValueError(f"{owner}: {name} contains {bad} NaN or infinite value(s), the first in row {row}; "
-                             f"training on them makes every parameter NaN. Remove or impute those rows "
-                             f"(e.g. X[numpy.isfinite(X).all(axis=1)])")
+                             f"training on them makes every parameter NaN. Remove or impute those rows first")
 
 
 def _probe(owner: str, model: Any, X: Any, name: str) -> tuple[int, ...]:

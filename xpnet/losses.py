@@ -266,4 +266,7 @@ def get(loss: str | Loss) -> Loss:
     if isinstance(loss, type) and issubclass(loss, Loss):
         raise TypeError(f"loss must be a Loss instance or a name; got the class {loss.__name__}: "
                         f"call it, loss={loss.__name__}()")
+    if not isinstance(loss, str):
+        raise TypeError(f"loss must be a Loss instance or a name ({', '.join(_BY_NAME)}), "
+                        f"got {type(loss).__name__}; the call is fit(model, loss, X, y, ...)")
     raise ValueError(f"unknown loss {loss!r}; use a Loss instance or one of {', '.join(_BY_NAME)}")

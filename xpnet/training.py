@@ -180,6 +180,7 @@ def _on_model_device(fn: Any) -> Any:
 
     @functools.wraps(fn)
     def wrapper(model: Any, *args: Any, **kwargs: Any) -> Any:
+        _validate.model(fn.__name__, model)
         with _backend.using(model.device or _backend.current_device()):
             return fn(model, *args, **kwargs)
 

@@ -143,6 +143,8 @@ class Module:
 
     def train(self, mode: bool = True) -> Module:
         """Switch this module and its children to training (or eval) mode; returns self."""
+        if not isinstance(mode, bool):
+            raise TypeError(f"train(mode) takes True or False, got {type(mode).__name__} {mode!r}")
         for m in self.modules():
             m.training = mode
         return self
