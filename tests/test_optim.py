@@ -271,7 +271,7 @@ def test_a_learning_rate_set_later_is_checked_too():
     xpnet.seed(0)
     model = nn.Sequential(nn.Linear(5, 3))
     schedule = xpnet.callbacks.LearningRateScheduler(lambda epoch, lr: lr - 1.0)
-    with pytest.raises(ValueError, match=r"SGD: lr .* must be a number > 0, got -0.9"):
+    with pytest.raises(ValueError, match=r"SGD: lr .* must be a number >= 0, got -0.9"):
         xpnet.fit(model, "cross_entropy", X, Y, optimizer=optim.SGD(model.parameters(), lr=0.1), epochs=3,
                   callbacks=[schedule], progress=False)
 

@@ -344,3 +344,21 @@ def test_arguments_in_the_wrong_order():
         xpnet.fit(model, X, Y, "cross_entropy")
     with pytest.raises(TypeError, match=r"train\(mode\) takes True or False, got str 'eval'"):
         model.train("eval")
+
+
+def test_other_public_entry_points():
+    model, opt = model_and_optimizer()
+    with pytest.raises(TypeError, match=r"predict: x must be numeric, got an array of <U1"):
+        model.predict(np.array([["a", "b", "c", "d"]]))
+    with pytest.raises(TypeError, match=r"seed: n must be an integer >= 0 or None, got str 'abc'"):
+        xpnet.seed("abc")
+    with pytest.raises(ValueError, match=r"numerical_gradient: h must be a number > 0, got -1e-06"):
+        gradcheck.numerical_gradient(lambda v: v, X, h=-1e-6)
+    state = opt.state_dict()
+    with pytest.raises(ValueError, match=r"SGD.load_state_dict: the state lacks \['arrays'\]"):
+        opt.load_state_dict({k: v for k, v in state.items() if k != "arrays"})
+    with pytest.raises(ValueError, match=r"state entry '9.velocity' does not name one of this optimizer's 4 param"):
+        opt.load_state_dict({**state, "arrays": {"9.velocity": np.zeros(3)}})
+    with pytest.raises(ValueError, match=r"SGD.load_state_dict: lr must be a number >= 0, got nan"):
+        opt.load_state_dict({**state, "lr": float("nan")})
+    assert opt.lr == 0.1 and opt.t == 0

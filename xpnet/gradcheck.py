@@ -86,6 +86,9 @@ def numerical_gradient(f: Callable[[Any], Any], x: Any, h: float = 1e-6) -> np.n
     Returns:
         A NumPy float64 array of x's shape. ``x`` itself is never modified.
     """
+    from . import _validate
+
+    _validate.real("numerical_gradient", "h", h, low=0.0, low_open=True)
     dev = device_of(x)
     base = to_numpy(x).astype(np.float64)
     grad = np.zeros_like(base)

@@ -10,7 +10,7 @@ device, and follows the parameter if the model is moved with ``model.to``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from array_api_compat import device as _device
@@ -80,7 +80,9 @@ class Optimizer:
     def lr(self, value: float) -> None:
         # Schedules and LearningRateScheduler functions set it every epoch: a NaN or
         # negative rate is caught where it is made, not epochs later as a NaN model.
-        self._lr = _learning_rate(type(self).__name__, value)
+        # A decaying schedule may underflow to exactly 0 after many epochs: allowed
+        # here (training stands still), while a constructor needs lr > 0.
+        self._lr = _validate.real(type(self).__name__, "lr (the learning rate)", value, low=0.0)
 
     def zero_grad(self) -> None:
         """Zero every parameter's gradient."""
@@ -111,16 +113,33 @@ class Optimizer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned, onto the parameters' device."""
+        owner = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state, Mapping):
+            raise TypeError(f"{owner} expects the dict that state_dict() returns, got {type(state).__name__}")
+        missing = [k for k in ("type", "lr", "initial_lr", "t", "arrays") if k not in state]
+        if missing:
+            raise ValueError(f"{owner}: the state lacks {missing}; pass what optimizer.state_dict() returned")
         if state.get("type") != type(self).__name__:
             raise ValueError(f"state is for a {state.get('type')}, not a {type(self).__name__}")
-        self.lr, self.initial_lr, self.t = float(state["lr"]), float(state["initial_lr"]), int(state["t"])
-        self.state = [{} for _ in self.params]
+        lr = _validate.real(owner, "lr", state["lr"], low=0.0)
+        initial_lr = _learning_rate(owner, state["initial_lr"])
+        t = _validate.integer(owner, "t", state["t"], minimum=0)
+        parsed = []
         for key, host in state["arrays"].items():
-            i, name = key.split(".", 1)
+            i, _, name = str(key).partition(".")
+            if not i.isdigit() or not name or int(i) >= len(self.params):
+                raise ValueError(f"{owner}: state entry {key!r} does not name one of this optimizer's "
+                                 f"{len(self.params)} parameters (expected '<index>.<name>', index < {len(self.params)})")
             p = self.params[int(i)]
-            if tuple(host.shape) != p.shape:
-                raise ValueError(f"optimizer state {key!r} has shape {tuple(host.shape)}, parameter has {p.shape}")
-            self.state[int(i)][name] = device_of(p.value).asarray(host, dtype=p.value.dtype)
+            if tuple(getattr(host, "shape", ())) != p.shape:
+                raise ValueError(f"optimizer state {key!r} has shape {tuple(getattr(host, 'shape', ()))}, "
+                                 f"parameter has {p.shape}")
+            parsed.append((int(i), name, host))
+        self.lr, self.initial_lr, self.t = lr, initial_lr, t
+        self.state = [{} for _ in self.params]
+        for i, name, host in parsed:
+            p = self.params[i]
+            self.state[i][name] = device_of(p.value).asarray(host, dtype=p.value.dtype)
 
     def get_config(self) -> dict[str, Any]:
         return {}
