@@ -245,13 +245,13 @@ class Adam(Optimizer):
         m = self.beta1 * state["m"] + (1.0 - self.beta1) * g
         v = self.beta2 * state["v"] + (1.0 - self.beta2) * (g * g)
         state["m"], state["v"] = m, v
-        if self.eps_hat:
-            step = self.lr * math.sqrt(1.0 - self.beta2**self.t) / (1.0 - self.beta1**self.t)
-            return w - step * m / (xp.sqrt(v) + self.eps)
-        # Algorithm 1 with the corrections folded into Python floats: one array op fewer.
-        correction2 = math.sqrt(1.0 - self.beta2**self.t)
-        step = self.lr / (1.0 - self.beta1**self.t)
-        return w - step * m / (xp.sqrt(v) / correction2 + self.eps)
+        # Algorithm 1's  lr * m_hat / (sqrt(v_hat) + eps)  equals
+        # lr * c2 / (1 - beta1**t) * m / (sqrt(v) + eps * c2)  with c2 = sqrt(1 - beta2**t):
+        # the epsilon-hat form with eps scaled, so both forms cost the same array ops.
+        c2 = math.sqrt(1.0 - self.beta2**self.t)
+        eps = self.eps if self.eps_hat else self.eps * c2
+        step = self.lr * c2 / (1.0 - self.beta1**self.t)
+        return w - step * m / (xp.sqrt(v) + eps)
 
     def get_config(self):
         return {"betas": (self.beta1, self.beta2), "eps": self.eps, "weight_decay": self.weight_decay,
