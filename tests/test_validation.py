@@ -362,3 +362,8 @@ def test_other_public_entry_points():
     with pytest.raises(ValueError, match=r"SGD.load_state_dict: lr must be a number >= 0, got nan"):
         opt.load_state_dict({**state, "lr": float("nan")})
     assert opt.lr == 0.1 and opt.t == 0
+
+
+def test_validation_pair_of_different_lengths_is_named():
+    fit_fails(ValueError, r"fit \(validation_data\): X has 10 samples but y has 9",
+              validation_data=(X[:10], Y[:9]))

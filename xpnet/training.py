@@ -86,7 +86,7 @@ def _to_device(model: Any, X: Any, y: Any, owner: str = "fit") -> tuple[Any, Any
     floating = _backend.dtype_name(host_y.dtype) in _backend.FLOAT_DTYPES
     yd = _backend.asarray(host_y, dtype=dtype if floating else None, device=device)
     if Xd.shape[0] != yd.shape[0]:
-        raise ValueError(f"X has {Xd.shape[0]} samples but y has {yd.shape[0]}")
+        raise ValueError(f"{owner}: X has {Xd.shape[0]} samples but y has {yd.shape[0]}")
     return Xd, yd
 
 
