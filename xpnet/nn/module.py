@@ -207,12 +207,13 @@ class Module:
         missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if missing or extra:
             raise ValueError(f"state does not match {type(self).__name__}: missing {missing}, unexpected {extra}")
-        hosts = {key: _backend.to_numpy(state[key]) for key in own}
         for key, p in own.items():
-            if tuple(hosts[key].shape) != p.shape:
-                raise ValueError(f"parameter {key!r}: expected shape {p.shape}, got {tuple(hosts[key].shape)}")
+            value = state[key]
+            shape = tuple(value.shape) if hasattr(value, "shape") else tuple(_backend.to_numpy(value).shape)
+            if shape != p.shape:
+                raise ValueError(f"parameter {key!r}: expected shape {p.shape}, got {shape}")
         for key, p in own.items():
-            p.value = _backend.device_of(p.value).asarray(hosts[key], dtype=p.value.dtype)
+            p.value = _backend.device_of(p.value).asarray(_backend.to_numpy(state[key]), dtype=p.value.dtype)
         return self
 
     def get_config(self) -> dict[str, Any]:
