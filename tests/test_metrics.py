@@ -5,7 +5,7 @@ import pytest
 
 import xpnet
 from xpnet import metrics
-from xpnet.errors import ShapeError
+from xpnet.errors import LabelError, ShapeError
 
 Y = np.array([0, 1, 2, 2, 1, 0])
 SCORES = np.array([
@@ -50,3 +50,44 @@ def test_errors():
         metrics.top_k_accuracy(Y, SCORES, k=4)
     with pytest.raises(ValueError, match="unknown metric"):
         metrics.get("f1")
+
+
+def test_integral_float_labels_are_labels(xp_device):
+    # Thresholding [0., 1., 2.] at 0.5 would call both 1 and 2 "class 1": accuracy 1.0.
+    y_true = xpnet.asarray(np.array([0.0, 1.0, 2.0, 2.0]), dtype="float64")
+    y_pred = xpnet.asarray(np.array([0.0, 1.0, 1.0, 2.0]), dtype="float64")
+    assert metrics.accuracy(y_true, y_pred) == pytest.approx(3 / 4)
+    assert metrics.confusion_matrix(y_true, y_pred) == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+    assert metrics.accuracy(y_true, SCORES[:4]) == metrics.accuracy(Y[:4], SCORES[:4])
+    assert metrics.top_k_accuracy(np.array([0.0, 1.0, 2.0, 2.0]), SCORES[:4], k=2) == pytest.approx(3 / 4)
+
+
+def test_non_integral_true_labels_are_an_error():
+    with pytest.raises(LabelError, match=r"accuracy: y_true are class labels and must be whole numbers >= 0; "
+                                         r"element 1 is 0.5"):
+        metrics.accuracy(np.array([0.0, 0.5, 1.0]), np.array([0, 1, 1]))
+    with pytest.raises(LabelError, match=r"confusion_matrix: y_true .* element 0 is -1.0"):
+        metrics.confusion_matrix(np.array([-1.0, 1.0]), np.array([0, 1]))
+    with pytest.raises(LabelError, match=r"class labels must be integers 0..K-1, got strings such as 'cat'"):
+        metrics.accuracy(np.array(["cat", "dog"]), np.array([0, 1]))
+
+
+def test_single_column_of_probabilities_is_still_thresholded():
+    y = np.array([0.0, 1.0, 1.0, 0.0])
+    assert metrics.accuracy(y, np.array([[0.2], [0.9], [0.4], [0.6]])) == pytest.approx(0.5)
+    assert metrics.accuracy(y, np.array([-1.5, 2.0, 0.5, -0.3]), threshold=0.0) == pytest.approx(1.0)
+
+
+def test_metric_arguments():
+    with pytest.raises(ValueError, match=r"top_k_accuracy: k must be an integer >= 1, got 0"):
+        metrics.top_k_accuracy(Y, SCORES, k=0)
+    with pytest.raises(TypeError, match=r"num_classes must be an integer >= 1 or None, got float 3.0"):
+        metrics.confusion_matrix(Y, SCORES, num_classes=3.0)
+    with pytest.raises(LabelError, match=r"labels must be in \[0, 1\] for 2 classes, got labels in \[0, 2\]"):
+        metrics.confusion_matrix(Y, SCORES.argmax(1), num_classes=2)
+    with pytest.raises(TypeError, match=r"threshold must be a finite number, got str"):
+        metrics.accuracy(Y, SCORES, threshold="0.5")
+    with pytest.raises(ShapeError, match=r"y_pred must have shape \(N,\) or \(N, K\), got \(6, 3, 1\)"):
+        metrics.accuracy(Y, SCORES[..., None])
+    with pytest.raises(TypeError, match=r"a metric must be named by a string"):
+        metrics.get(None)

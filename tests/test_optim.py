@@ -80,21 +80,79 @@ def test_sgd_update_rule_with_momentum_and_decay():
         v = 0.9 * v + (g + 0.01 * w)
         w = w - 0.1 * v
     np.testing.assert_allclose(xpnet.to_numpy(layer.params["W"]).ravel(), w, rtol=1e-14)
-    # weight decay applies to weights only: the zero-gradient bias stays at zero
-    np.testing.assert_array_equal(xpnet.to_numpy(layer.params["b"]), [0.0])
 
 
-def test_adam_update_rule():
-    layer = _one_param([1.0, -2.0], [0.5, -0.25])
-    opt = optim.Adam(layer.parameters(), lr=0.01)
-    w, g = np.array([1.0, -2.0]), np.array([0.5, -0.25])
+@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.5),
+                                  lambda p: optim.Adam(p, lr=0.1, weight_decay=0.5)], ids=["sgd", "adam"])
+def test_weight_decay_skips_the_bias(make):
+    # A bias far from zero with a nonzero gradient: decay on it would change its step.
+    layer = _one_param([1.0, -2.0], [0.5, 0.25])
+    layer.params["b"] = xpnet.asarray(np.array([3.0]), dtype="float64")
+    layer.grads["b"] = xpnet.asarray(np.array([0.2]), dtype="float64")
+    decayed = make(layer.parameters())
+    twin = _one_param([1.0, -2.0], [0.5, 0.25])
+    twin.params["b"] = xpnet.asarray(np.array([3.0]), dtype="float64")
+    twin.grads["b"] = xpnet.asarray(np.array([0.2]), dtype="float64")
+    plain = type(decayed)(twin.parameters(), lr=0.1, **{**decayed.get_config(), "weight_decay": 0.0})
+    for _ in range(3):
+        decayed.step()
+        plain.step()
+    b = xpnet.to_numpy(layer.params["b"])
+    np.testing.assert_allclose(b, xpnet.to_numpy(twin.params["b"]), rtol=1e-15)
+    assert abs(b[0] - 3.0) > 1e-3  # the bias did move: the comparison above means something
+    assert not np.allclose(xpnet.to_numpy(layer.params["W"]), xpnet.to_numpy(twin.params["W"]))
+
+
+# A gradient of 3e-8 puts sqrt(v) near eps, where the two epsilon forms differ.
+ADAM_W, ADAM_G = [1.0, -2.0], [0.5, 3e-8]
+
+
+def _adam_reference(eps_hat, steps=4, lr=0.01, b1=0.9, b2=0.999, eps=1e-8):
+    """Adam written out from the paper: Algorithm 1, or the epsilon-hat form."""
+    w, g = np.array(ADAM_W), np.array(ADAM_G)
     m = v = np.zeros(2)
-    for t in range(1, 4):
+    for t in range(1, steps + 1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        if eps_hat:
+            w = w - lr * np.sqrt(1 - b2**t) / (1 - b1**t) * m / (np.sqrt(v) + eps)
+        else:
+            w = w - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+    return w
+
+
+def _adam_xpnet(eps_hat, steps=4):
+    layer = _one_param(ADAM_W, ADAM_G)
+    opt = optim.Adam(layer.parameters(), lr=0.01, eps_hat=eps_hat)
+    for _ in range(steps):
         opt.step()
-        m = 0.9 * m + 0.1 * g
-        v = 0.999 * v + 0.001 * g * g
-        w = w - 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
-    np.testing.assert_allclose(xpnet.to_numpy(layer.params["W"]).ravel(), w, rtol=1e-6)
+    return xpnet.to_numpy(layer.params["W"]).ravel()
+
+
+def test_adam_is_algorithm_1_exactly():
+    np.testing.assert_allclose(_adam_xpnet(False), _adam_reference(False), rtol=1e-12, atol=0)
+    # and the forms are far apart here, so the comparison above tells them apart
+    assert abs(_adam_reference(False)[1] - _adam_reference(True)[1]) > 1e-4
+
+
+def test_adam_matches_torch():
+    torch = pytest.importorskip("torch")
+    w = torch.tensor(ADAM_W, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([w], lr=0.01)
+    for _ in range(4):
+        w.grad = torch.tensor(ADAM_G, dtype=torch.float64)
+        opt.step()
+    np.testing.assert_allclose(_adam_xpnet(False), w.detach().numpy(), rtol=1e-12, atol=0)
+
+
+def test_adam_epsilon_hat_form_exactly():
+    np.testing.assert_allclose(_adam_xpnet(True), _adam_reference(True), rtol=1e-12, atol=0)
+    _stochastic = pytest.importorskip("sklearn.neural_network._stochastic_optimizers")
+    w = [np.array(ADAM_W)]
+    sk = _stochastic.AdamOptimizer(w, learning_rate_init=0.01)
+    for _ in range(4):
+        sk.update_params(w, [np.array(ADAM_G)])
+    np.testing.assert_allclose(_adam_xpnet(True), w[0], rtol=1e-12, atol=0)
 
 
 def test_float32_model_stays_float32():
@@ -139,7 +197,14 @@ def test_gradient_descent_with_decay_on_a_quadratic_bowl():
         layer.grads["W"] = scale * layer.params["W"]
         opt.step()
         schedule.step()
-    assert np.abs(xpnet.to_numpy(layer.params["W"])).max() < 1e-3
+    # Each step multiplies coordinate i by (1 - lr_t * c_i): the exact path, which a
+    # schedule that never decays (or decays by another rule) does not reproduce.
+    expected = np.array([1.5, -1.0])
+    for t in range(100):
+        expected = expected * (1.0 - 0.09 * 0.99**t * np.array([2.0, 20.0]))
+    np.testing.assert_allclose(xpnet.to_numpy(layer.params["W"]).ravel(), expected, rtol=1e-10)
+    assert opt.lr == pytest.approx(0.09 * 0.99**100, rel=1e-14)
+    assert np.abs(expected).max() < 1e-3
 
 
 def test_invalid_hyperparameters():
@@ -150,6 +215,65 @@ def test_invalid_hyperparameters():
         optim.SGD(params, lr=0.1, momentum=1.5)
     with pytest.raises(ValueError, match="empty parameter list"):
         optim.Adam([], lr=0.1)
+
+
+def _params():
+    return nn.Linear(2, 1).parameters()
+
+
+def _sgd():
+    return optim.SGD(_params(), lr=0.5)
+
+
+BAD_HYPERPARAMETERS = [
+    (lambda: optim.SGD(_params(), lr=float("nan")), ValueError, r"SGD: lr \(the learning rate\) must be a number > 0, got nan"),
+    (lambda: optim.Adam(_params(), lr=float("inf")), ValueError, r"Adam: lr .* > 0, got inf"),
+    (lambda: optim.SGD(_params(), lr=-0.1), ValueError, r"lr .* > 0, got -0.1"),
+    (lambda: optim.SGD(_params(), lr="0.1"), TypeError, r"lr .* got str '0.1'"),
+    (lambda: optim.SGD(_params(), lr=True), TypeError, r"lr .* got bool True"),
+    (lambda: optim.SGD(_params(), momentum=1.0), ValueError, r"SGD: momentum must be a number in \[0, 1\), got 1"),
+    (lambda: optim.SGD(_params(), momentum=-0.1), ValueError, r"momentum .* got -0.1"),
+    (lambda: optim.SGD(_params(), weight_decay=-1e-4), ValueError, r"SGD: weight_decay must be a number >= 0"),
+    (lambda: optim.SGD(_params(), momentum=0.9, nesterov="yes"), TypeError, r"nesterov must be True or False"),
+    (lambda: optim.Adam(_params(), betas=(1.5, 0.999)), ValueError, r"Adam: betas\[0\] must be a number in \[0, 1\), got 1.5"),
+    (lambda: optim.Adam(_params(), betas=(0.9, 1.0)), ValueError, r"Adam: betas\[1\] must be a number in \[0, 1\), got 1"),
+    (lambda: optim.Adam(_params(), betas=0.9), TypeError, r"Adam: betas must be a pair"),
+    (lambda: optim.Adam(_params(), eps=-1e-8), ValueError, r"Adam: eps must be a number > 0, got -1e-08"),
+    (lambda: optim.Adam(_params(), eps=0.0), ValueError, r"Adam: eps must be a number > 0, got 0"),
+    (lambda: optim.Adam(_params(), weight_decay=-1.0), ValueError, r"Adam: weight_decay must be a number >= 0"),
+    (lambda: optim.Adam(_params(), eps_hat=1), TypeError, r"eps_hat must be True or False"),
+    (lambda: optim.Adam({"W": 1}), TypeError, r"params must be model.parameters\(\)"),
+    (lambda: optim.Adam([1, 2]), TypeError, r"params\[0\] is a int, not an xpnet.nn.Parameter"),
+    (lambda: optim.ExponentialDecay(_sgd(), decay=-1), ValueError, r"ExponentialDecay: decay must be a number in \(0, 1\], got -1"),
+    (lambda: optim.ExponentialDecay(_sgd(), decay=1.1), ValueError, r"decay .* got 1.1"),
+    (lambda: optim.ExponentialDecay(_sgd(), decay=0.0), ValueError, r"decay .* got 0"),
+    (lambda: optim.StepDecay(_sgd(), step_size=0), ValueError, r"StepDecay: step_size must be an integer >= 1, got 0"),
+    (lambda: optim.StepDecay(_sgd(), step_size=2.5), TypeError, r"step_size .* got float 2.5"),
+    (lambda: optim.StepDecay(_sgd(), step_size=2, gamma=0.0), ValueError, r"StepDecay: gamma must be a number in \(0, 1\]"),
+    (lambda: optim.InverseTimeDecay(_sgd(), rate=-1.0), ValueError, r"InverseTimeDecay: rate must be a number >= 0"),
+    (lambda: optim.InverseTimeDecay(_sgd(), rate=float("nan")), ValueError, r"rate must be a number >= 0, got nan"),
+    (lambda: optim.ExponentialDecay("sgd", decay=0.9), TypeError, r"optimizer must be an xpnet.optim.Optimizer"),
+    (lambda: optim.exponential_decay(0.1, -0.5, 3), ValueError, r"exponential_decay: decay"),
+]
+
+
+@pytest.mark.parametrize(("make", "exc", "match"), BAD_HYPERPARAMETERS, ids=range(len(BAD_HYPERPARAMETERS)))
+def test_hyperparameters_name_the_argument_and_its_range(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
+def test_a_learning_rate_set_later_is_checked_too():
+    opt = _sgd()
+    with pytest.raises(ValueError, match=r"lr .* got nan"):
+        opt.lr = float("nan")
+    assert opt.lr == 0.5
+    xpnet.seed(0)
+    model = nn.Sequential(nn.Linear(5, 3))
+    schedule = xpnet.callbacks.LearningRateScheduler(lambda epoch, lr: lr - 1.0)
+    with pytest.raises(ValueError, match=r"SGD: lr .* must be a number >= 0, got -0.9"):
+        xpnet.fit(model, "cross_entropy", X, Y, optimizer=optim.SGD(model.parameters(), lr=0.1), epochs=3,
+                  callbacks=[schedule], progress=False)
 
 
 def test_state_dict_round_trip():

@@ -181,7 +181,7 @@ def test_clear_errors_before_training(digits):
     Xtr, _, ytr, _ = digits
     with pytest.raises(LabelError, match="labels in"):
         xpnet.fit(mlp(), "cross_entropy", Xtr, ytr + 1, epochs=1, progress=False)
-    with pytest.raises(ShapeError, match=r"Linear\(64→32\) got input of shape \(1, 63\)"):
+    with pytest.raises(ShapeError, match=r"Linear\(64→32\) got input of shape \(1347, 63\)"):
         xpnet.fit(mlp(), "cross_entropy", Xtr[:, :63], ytr, epochs=1, progress=False)
     with pytest.raises(ValueError, match="X has 100 samples but y has 99"):
         xpnet.fit(mlp(), "cross_entropy", Xtr[:100], ytr[:99], epochs=1, progress=False)

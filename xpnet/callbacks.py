@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from . import _validate
 from .backend import array_namespace
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler"]
@@ -38,12 +39,25 @@ class Callback:
     def on_train_end(self, logs: dict[str, float]) -> None:
         """After the last epoch, also after early stopping or Ctrl-C."""
 
+    def _check_logs(self, names: frozenset[str], has_validation: bool) -> None:
+        """Called by :func:`xpnet.fit` before training with the names every epoch will
+        log: raise ``ValueError`` for a name this callback needs and will not get."""
+
+
+_MODES = ("auto", "min", "max")
+
+
+def _monitor_name(owner: str, monitor: Any) -> str:
+    if not isinstance(monitor, str) or not monitor:
+        raise TypeError(f"{owner}: monitor must be a logged name such as 'val_loss', got {monitor!r}")
+    return monitor
+
 
 class _Monitor:
     """Tracks the best value of one logged quantity."""
 
-    def __init__(self, monitor: str, mode: str, min_delta: float, run: Any):
-        if monitor.startswith("val_") and not run.has_validation:
+    def __init__(self, monitor: str, mode: str, min_delta: float, has_validation: bool):
+        if monitor.startswith("val_") and not has_validation:
             monitor = monitor[len("val_"):]  # no validation data: watch the training number
         if mode == "auto":
             mode = "max" if ("acc" in monitor and "loss" not in monitor) else "min"
@@ -52,10 +66,13 @@ class _Monitor:
         self.monitor, self.mode, self.min_delta = monitor, mode, abs(float(min_delta))
         self.best = math.inf if mode == "min" else -math.inf
 
+    def check(self, owner: str, names: frozenset[str]) -> None:
+        if self.monitor not in names:
+            raise ValueError(f"{owner}: cannot monitor {self.monitor!r}: this run logs {sorted(names)} "
+                             f"(val_* needs validation_data or validation_split)")
+
     def value(self, logs: dict[str, float]) -> float:
-        if self.monitor not in logs:
-            raise KeyError(f"cannot monitor {self.monitor!r}: this run logs {sorted(logs)} "
-                           f"(val_* needs validation_data or validation_split)")
+        self.check("callback", frozenset(logs))
         return logs[self.monitor]
 
     def improved(self, value: float) -> bool:
@@ -82,11 +99,18 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
                  mode: str = "auto", restore_best_weights: bool = True):
-        self.monitor_name, self.patience, self.min_delta, self.mode = monitor, int(patience), min_delta, mode
-        self.restore_best_weights = restore_best_weights
+        owner = "EarlyStopping"
+        self.monitor_name = _monitor_name(owner, monitor)
+        self.patience = _validate.integer(owner, "patience", patience, minimum=0)
+        self.min_delta = _validate.real(owner, "min_delta", min_delta, low=0.0)
+        self.mode = _validate.choice(owner, "mode", mode, _MODES)
+        self.restore_best_weights = _validate.boolean(owner, "restore_best_weights", restore_best_weights)
+
+    def _check_logs(self, names: frozenset[str], has_validation: bool) -> None:
+        _Monitor(self.monitor_name, self.mode, self.min_delta, has_validation).check("EarlyStopping", names)
 
     def on_train_begin(self) -> None:
-        self._tracker = _Monitor(self.monitor_name, self.mode, self.min_delta, self.run)
+        self._tracker = _Monitor(self.monitor_name, self.mode, self.min_delta, self.run.has_validation)
         self.wait, self.best_epoch, self._best_state = 0, None, None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
@@ -128,12 +152,30 @@ class ModelCheckpoint(Callback):
 
     def __init__(self, path: str | os.PathLike[str], save_best_only: bool = False, monitor: str = "val_loss",
                  mode: str = "auto", save_optimizer: bool = True):
-        self.path, self.save_best_only, self.save_optimizer = str(path), save_best_only, save_optimizer
-        self.monitor_name, self.mode = monitor, mode
+        owner = "ModelCheckpoint"
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"{owner}: path must be a str or os.PathLike, got {type(path).__name__} {path!r}")
+        self.path = os.fspath(path)
+        if not isinstance(self.path, str):
+            raise TypeError(f"{owner}: path must be text, got bytes {self.path!r}")
+        self._fields = _validate.format_fields(owner, "path", self.path)
+        self.save_best_only = _validate.boolean(owner, "save_best_only", save_best_only)
+        self.save_optimizer = _validate.boolean(owner, "save_optimizer", save_optimizer)
+        self.monitor_name = _monitor_name(owner, monitor)
+        self.mode = _validate.choice(owner, "mode", mode, _MODES)
         self.saved: list[str] = []
 
+    def _check_logs(self, names: frozenset[str], has_validation: bool) -> None:
+        missing = sorted(self._fields - names - {"epoch"})
+        if missing:
+            raise ValueError(f"ModelCheckpoint: path {self.path!r} uses {', '.join(missing)}, which this run does "
+                             f"not log; it logs epoch, {', '.join(sorted(names))} (val_* needs validation_data "
+                             f"or validation_split)")
+        if self.save_best_only:
+            _Monitor(self.monitor_name, self.mode, 0.0, has_validation).check("ModelCheckpoint", names)
+
     def on_train_begin(self) -> None:
-        self._tracker = _Monitor(self.monitor_name, self.mode, 0.0, self.run)
+        self._tracker = _Monitor(self.monitor_name, self.mode, 0.0, self.run.has_validation)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         from .io import save
@@ -161,6 +203,9 @@ class LearningRateScheduler(Callback):
     """
 
     def __init__(self, schedule: Any | Callable[[int, float], float]):
+        if not callable(schedule) and not (hasattr(schedule, "step") and hasattr(schedule, "lr_at")):
+            raise TypeError(f"LearningRateScheduler: schedule must be an xpnet.optim.LRSchedule or a function "
+                            f"f(epoch, lr) -> lr, got {type(schedule).__name__} {schedule!r}")
         self.schedule = schedule
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:

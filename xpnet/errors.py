@@ -14,6 +14,7 @@ __all__ = [
     "DtypeMismatchError",
     "LabelError",
     "NonFiniteLossError",
+    "MissingGradientError",
     "UnknownDeviceError",
     "BackendUnavailableError",
     "CupyNotInstalledError",
@@ -47,6 +48,10 @@ class LabelError(XpnetError, ValueError):
 
 class NonFiniteLossError(XpnetError, FloatingPointError):
     """A loss came out NaN or infinite while checking was switched on."""
+
+
+class MissingGradientError(XpnetError, RuntimeError):
+    """A layer's backward did not store the gradient of one of its parameters."""
 
 
 class UnknownDeviceError(XpnetError, ValueError):

@@ -32,6 +32,7 @@ class TensorCheck:
     max_abs_error: float
     max_rel_error: float
     passed: bool
+    note: str = ""
 
 
 @dataclass
@@ -62,7 +63,7 @@ class GradcheckReport:
         rows = [f"gradient check of {self.subject} on {self.device}: {'passed' if self.passed else 'FAILED'}",
                 f"  {'tensor':<12} {'shape':<14} {'max abs err':>12} {'max rel err':>12}"]
         for c in self.checks:
-            mark = "" if c.passed else "  <-- FAILED"
+            mark = "" if c.passed else "  <-- FAILED" + (f": {c.note}" if c.note else "")
             rows.append(f"  {c.name:<12} {str(c.shape):<14} {c.max_abs_error:12.3e} {c.max_rel_error:12.3e}{mark}")
         return "\n".join(rows)
 
@@ -85,6 +86,9 @@ def numerical_gradient(f: Callable[[Any], Any], x: Any, h: float = 1e-6) -> np.n
     Returns:
         A NumPy float64 array of x's shape. ``x`` itself is never modified.
     """
+    from . import _validate
+
+    _validate.real("numerical_gradient", "h", h, low=0.0, low_open=True)
     dev = device_of(x)
     base = to_numpy(x).astype(np.float64)
     grad = np.zeros_like(base)
@@ -107,6 +111,21 @@ def _compare(name: str, analytic: Any, numeric: np.ndarray, rtol: float, atol: f
     rel = diff / np.maximum(np.abs(a) + np.abs(numeric), 1e-8)
     ok = bool(np.all(diff <= atol + rtol * np.abs(numeric)))
     return TensorCheck(name, tuple(a.shape), float(diff.max(initial=0.0)), float(rel.max(initial=0.0)), ok)
+
+
+def _tolerances(owner: str, h: Any, rtol: Any, atol: Any) -> None:
+    from . import _validate
+
+    _validate.real(owner, "h", h, low=0.0, low_open=True)
+    _validate.real(owner, "rtol", rtol, low=0.0)
+    _validate.real(owner, "atol", atol, low=0.0)
+
+
+def _module(owner: str, module: Any) -> None:
+    from .nn import Module
+
+    if not isinstance(module, Module):
+        raise TypeError(f"{owner}: expected an xpnet.nn.Module, got {type(module).__name__}")
 
 
 def _float64_copy(module: Any) -> Any:
@@ -141,10 +160,13 @@ def check_layer(layer: Any, x: Any, *, grad_out: Any = None, h: float = 1e-6, rt
         seed: seed for the default ``grad_out``.
 
     Returns:
-        A :class:`GradcheckReport` with entries ``"input"`` and each parameter name.
+        A :class:`GradcheckReport` with entries ``"input"`` and each parameter name;
+        a parameter whose gradient backward never stored fails, with a note saying so.
     """
     from .backend import asarray
 
+    _module("check_layer", layer)
+    _tolerances("check_layer", h, rtol, atol)
     net = _float64_copy(layer)
     dev = net.device or (device_of(x) if not isinstance(x, np.ndarray) else None)
     xd = asarray(x, dtype="float64", device=dev)
@@ -161,17 +183,36 @@ def check_layer(layer: Any, x: Any, *, grad_out: Any = None, h: float = 1e-6, rt
 
     with _random.preserved_state():
         net.forward(xd)
+    markers = _unset_gradients(net)
     dx = net.backward(g)
-    return _report(repr(layer), net, xd, dx, scalar, h, rtol, atol)
+    return _report(repr(layer), net, xd, dx, scalar, h, rtol, atol, markers)
+
+
+def _unset_gradients(net: Any) -> dict[str, Any]:
+    """Replace every stored gradient by a NaN-filled marker, so a backward that never
+    stores one (or adds to the old one instead of overwriting it) fails the check
+    instead of passing with a gradient left from before. Returns the markers."""
+    markers = {}
+    for name, p in net.named_parameters():
+        xp = device_of(p.value).xp
+        marker = xp.full_like(p.value, float("nan"))
+        p.module.grads[p.name] = marker
+        markers[name] = marker
+    return markers
 
 
 def _report(subject: str, net: Any, xd: Any, dx: Any, scalar: Callable[[Any], float], h: float, rtol: float,
-            atol: float) -> GradcheckReport:
-    analytic = {name: p.grad for name, p in net.named_parameters()}
+            atol: float, markers: dict[str, Any]) -> GradcheckReport:
+    analytic = {name: p.module.grads.get(p.name) for name, p in net.named_parameters()}
     report = GradcheckReport(subject, str(device_of(xd)))
     report.checks.append(_compare("input", dx, numerical_gradient(scalar, xd, h), rtol, atol))
     for name, p in net.named_parameters():
         numeric = numerical_gradient(_perturbing(p, lambda: scalar(xd)), p.value, h)
+        if analytic[name] is None or analytic[name] is markers[name]:
+            layer = type(p.module).__name__
+            report.checks.append(TensorCheck(name, tuple(numeric.shape), float("inf"), float("inf"), False,
+                                             f"{layer}.backward never stored grads[{p.name!r}]"))
+            continue
         report.checks.append(_compare(name, analytic[name], numeric, rtol, atol))
     return report
 
@@ -182,15 +223,20 @@ def check_model(model: Any, loss: Any, x: Any, y: Any, *, h: float = 1e-6, rtol:
 
     Args:
         model: a :class:`xpnet.nn.Module` (e.g. a Sequential).
-        loss: an :class:`xpnet.losses.Loss`.
+        loss: an :class:`xpnet.losses.Loss` or a name, as :func:`xpnet.fit` takes
+            (``"cross_entropy"``, ``"bce"``, ``"mse"``).
         x: inputs (N, ...); y: targets (labels (N,) or (N, K)).
 
     Returns:
         A :class:`GradcheckReport` with ``"input"`` and every qualified parameter
         name (``"0.W"``, ``"0.b"``, ...).
     """
+    from . import losses as _losses
     from .backend import asarray
 
+    _module("check_model", model)
+    _tolerances("check_model", h, rtol, atol)
+    loss = _losses.get(loss)
     net = _float64_copy(model)
     dev = net.device
     xd = asarray(x, dtype="float64", device=dev)
@@ -203,5 +249,6 @@ def check_model(model: Any, loss: Any, x: Any, y: Any, *, h: float = 1e-6, rtol:
 
     with _random.preserved_state():
         loss.forward(net.forward(xd), yd)
+    markers = _unset_gradients(net)
     dx = net.backward(loss.backward())
-    return _report(f"{type(model).__name__} with {loss!r}", net, xd, dx, scalar, h, rtol, atol)
+    return _report(f"{type(model).__name__} with {loss!r}", net, xd, dx, scalar, h, rtol, atol, markers)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _validate
 from . import random as _random
 from .backend import Device, default_dtype, dtype_name, resolve_device
 
@@ -152,7 +153,7 @@ def get(init: str | float | Callable[..., Any]) -> Callable[..., Any]:
     if callable(init):
         return init
     if isinstance(init, (int, float)) and not isinstance(init, bool):
-        std = float(init)
+        std = _validate.real("init", "a float init (the weights' standard deviation)", init, low=0.0)
         return lambda shape, **kw: normal(shape, std, **kw)
     if isinstance(init, str) and init in _BY_NAME:
         return _BY_NAME[init]

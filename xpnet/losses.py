@@ -5,17 +5,20 @@ step; ``float(loss)`` works when you want the number). ``loss.backward()`` retur
 dL/d(pred), already averaged over the batch. The formulas live in
 :mod:`xpnet.functional`.
 
-``forward`` validates targets: shapes always (free), and integer labels' range
-(one host read) unless ``validate=False``. :func:`xpnet.fit` validates the whole
-label set once before training and then skips the per-step check.
+``forward`` validates targets: shapes always (free), and their values (one host
+read) unless ``validate=False``: integer labels' range, binary cross-entropy's
+float targets in [0, 1], softmax cross-entropy's (N, K) targets being one-hot rows
+or class probabilities. :func:`xpnet.fit` validates the whole target set once
+before training and then skips the per-step check.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from . import _validate
 from . import functional as F
-from .backend import array_namespace, check_same_device, dtype_name
+from .backend import array_namespace, check_same_device, dtype_name, to_numpy
 from .errors import LabelError, NonFiniteLossError, ShapeError
 
 __all__ = ["Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MeanSquaredError", "get"]
@@ -32,12 +35,12 @@ class Loss:
     Args:
         check_finite: raise :class:`~xpnet.errors.NonFiniteLossError` when the loss is
             NaN or infinite (costs one host read per call).
-        validate: check integer labels' range on every call (one host read).
+        validate: check the targets' values on every call (one host read).
     """
 
     def __init__(self, *, check_finite: bool = False, validate: bool = True):
-        self.check_finite = check_finite
-        self.validate = validate
+        self.check_finite = _validate.boolean(type(self).__name__, "check_finite", check_finite)
+        self.validate = _validate.boolean(type(self).__name__, "validate", validate)
         self._cache: tuple[Any, Any] | None = None
 
     def __call__(self, pred: Any, target: Any) -> Any:
@@ -69,8 +72,8 @@ class Loss:
 
     def validate_target(self, pred_shape: tuple[int, ...], target: Any) -> None:
         """Raise :class:`~xpnet.errors.LabelError` if ``target`` cannot go with
-        predictions of ``pred_shape`` (wrong width, labels out of range). Reads label
-        values back to the host once."""
+        predictions of ``pred_shape`` (wrong width, labels out of range, values the
+        loss is not defined for). Reads the target's values back to the host once."""
 
     def get_config(self) -> dict[str, Any]:
         return {}
@@ -87,6 +90,18 @@ class Loss:
 
     def _grad(self, pred: Any, target: Any) -> Any:
         raise NotImplementedError
+
+
+def _first_bad_row(name: str, target: Any, bad_rows: Any, rule: str) -> None:
+    """Raise a LabelError quoting the first row where ``bad_rows`` (N,) is True; one
+    host read when every row is fine."""
+    xp = array_namespace(bad_rows)
+    if target.shape[0] == 0 or not bool(xp.any(bad_rows)):
+        return
+    i = int(xp.argmax(xp.astype(bad_rows, xp.int32)))
+    row = to_numpy(target[i, ...]).tolist()
+    count = int(xp.sum(xp.astype(bad_rows, xp.int64)))
+    raise LabelError(f"{name} {rule}; row {i} of the targets is {row} ({count} such row(s))")
 
 
 def _check_label_range(name: str, labels: Any, k: int, what: str) -> None:
@@ -115,11 +130,27 @@ class SoftmaxCrossEntropy(Loss):
             if target.ndim != 1:
                 raise ShapeError(f"{name} expects integer labels of shape (N,), got {tuple(target.shape)}")
             _check_label_range(name, target, k, "the model")
-        elif tuple(target.shape) != tuple(pred_shape):
+            return
+        if target.ndim == 1:
+            raise LabelError(
+                f"{name}: class labels must be integers 0..{k - 1}, got {dtype_name(target.dtype)} values of "
+                f"shape {tuple(target.shape)}; cast them with y.astype(int) (NumPy) or "
+                f"xpnet.asarray(y, dtype='int64'), or pass one-hot targets of shape (N, {k})"
+            )
+        if tuple(target.shape) != tuple(pred_shape):
             raise LabelError(
                 f"{name} got one-hot targets of shape {tuple(target.shape)} for logits of shape "
                 f"{tuple(pred_shape)}; the target width must equal the number of classes {k}"
             )
+        xp = array_namespace(target)
+        # Soft labels (label smoothing, mixup) are distributions too; the tolerance
+        # covers a float32 sum of K float64-made probabilities.
+        tol = max(float(xp.finfo(target.dtype).eps) ** 0.5, 1e-12)
+        in_range = xp.all((target >= 0.0) & (target <= 1.0), axis=1)
+        sums_to_one = xp.abs(xp.sum(target, axis=1) - 1.0) <= tol
+        _first_bad_row(name, target, xp.logical_not(in_range & sums_to_one),
+                       "targets of shape (N, K) must be one-hot rows or class probabilities (each in [0, 1], "
+                       "summing to 1); for integer labels pass y of shape (N,)")
 
     def _target(self, pred, target):
         if _is_integer(target):
@@ -164,11 +195,18 @@ class BinaryCrossEntropy(Loss):
 
     def __init__(self, from_logits: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
-        self.from_logits = from_logits
+        self.from_logits = _validate.boolean("BinaryCrossEntropy", "from_logits", from_logits)
 
     def validate_target(self, pred_shape, target):
+        name = type(self).__name__
         if _is_integer(target):
-            _check_label_range(type(self).__name__, target, 2, "binary cross-entropy")
+            _check_label_range(name, target, 2, "binary cross-entropy")
+            return
+        xp = array_namespace(target)
+        inside = (target >= 0.0) & (target <= 1.0)  # False for NaN too
+        rows = inside if inside.ndim == 1 else xp.all(xp.reshape(inside, (inside.shape[0], -1)), axis=1)
+        _first_bad_row(name, target, xp.logical_not(rows),
+                       "targets must be probabilities in [0, 1] (0/1 labels or soft targets)")
 
     def _target(self, pred, target):
         return _same_shape_target(type(self).__name__, pred, target)
@@ -225,4 +263,10 @@ def get(loss: str | Loss) -> Loss:
         return loss
     if isinstance(loss, str) and loss in _BY_NAME:
         return _BY_NAME[loss]()
+    if isinstance(loss, type) and issubclass(loss, Loss):
+        raise TypeError(f"loss must be a Loss instance or a name; got the class {loss.__name__}: "
+                        f"call it, loss={loss.__name__}()")
+    if not isinstance(loss, str):
+        raise TypeError(f"loss must be a Loss instance or a name ({', '.join(_BY_NAME)}), "
+                        f"got {type(loss).__name__}; the call is fit(model, loss, X, y, ...)")
     raise ValueError(f"unknown loss {loss!r}; use a Loss instance or one of {', '.join(_BY_NAME)}")

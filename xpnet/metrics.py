@@ -3,6 +3,11 @@
 ``y_true`` may be integer labels (N,) or one-hot (N, K); ``y_pred`` may be labels
 (N,), scores/probabilities (N, K) (argmax is taken) or a single output column
 (N, 1) / (N,) of probabilities or logits for binary problems (see ``threshold``).
+
+Float labels are labels when every value is a whole number (``[0., 1., 2.]``, as
+pandas and many loaders produce); a single column of ``y_pred`` with fractional (or
+negative) values is a probability or logit and is thresholded. ``y_true`` with
+fractional values is an error: it has no class to compare with.
 """
 
 from __future__ import annotations
@@ -10,10 +15,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from . import _validate
 from . import backend as _backend
 from . import functional as F
 from .backend import array_namespace
-from .errors import ShapeError
+from .errors import LabelError, ShapeError
 
 __all__ = ["accuracy", "error", "top_k_accuracy", "confusion_matrix", "get"]
 
@@ -31,12 +37,34 @@ def _labels(y: Any, threshold: float = 0.5) -> Any:
     return xp.astype(y, xp.int64)
 
 
-def _pair(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
+def _pair(owner: str, y_true: Any, y_pred: Any) -> tuple[Any, Any]:
     device = _device_for(y_pred, y_true)
-    y_true, y_pred = _backend.asarray(y_true, device=device), _backend.asarray(y_pred, device=device)
+    y_true = _backend.asarray(_validate.as_host(owner, "y_true", y_true, labels=True), device=device)
+    y_pred = _backend.asarray(_validate.as_host(owner, "y_pred", y_pred, labels=True), device=device)
+    for name, a in (("y_true", y_true), ("y_pred", y_pred)):
+        if a.ndim not in (1, 2):
+            raise ShapeError(f"{owner}: {name} must have shape (N,) or (N, K), got {tuple(a.shape)}")
     if y_true.shape[0] != y_pred.shape[0]:
         raise ShapeError(f"metric got {y_true.shape[0]} true labels but {y_pred.shape[0]} predictions")
-    return y_true, y_pred
+    return _float_labels(owner, "y_true", y_true, strict=True), _float_labels(owner, "y_pred", y_pred, strict=False)
+
+
+def _float_labels(owner: str, name: str, y: Any, *, strict: bool) -> Any:
+    """Integer labels for a float column whose values are all whole numbers >= 0 (one
+    host read). Otherwise ``y`` unchanged (a column of probabilities or logits), or,
+    when ``strict`` (true labels), an error."""
+    if _backend.dtype_name(y.dtype) not in _backend.FLOAT_DTYPES or (y.ndim == 2 and y.shape[1] > 1):
+        return y
+    xp = array_namespace(y)
+    column = y if y.ndim == 1 else y[:, 0]
+    whole = (column == xp.floor(column)) & (column >= 0.0)
+    if bool(xp.all(whole)):
+        return xp.astype(column, xp.int64)
+    if strict:
+        i = int(xp.argmin(xp.astype(whole, xp.int32)))
+        raise LabelError(f"{owner}: {name} are class labels and must be whole numbers >= 0; "
+                         f"element {i} is {float(column[i])}. Cast labels with y.astype(int)")
+    return y
 
 
 def _device_for(*arrays: Any) -> Any:
@@ -65,7 +93,8 @@ def accuracy(y_true: Any, y_pred: Any, *, threshold: float = 0.5) -> float:
     Shapes: y_true (N,) labels or (N, K) one-hot; y_pred (N,) labels, (N, K) scores,
     or (N, 1) binary probabilities (``threshold`` 0.5; use 0.0 for logits).
     """
-    y_true, y_pred = _pair(y_true, y_pred)
+    _validate.real("accuracy", "threshold", threshold)
+    y_true, y_pred = _pair("accuracy", y_true, y_pred)
     n = y_true.shape[0]
     return float(correct_count(y_true, y_pred, threshold)) / n if n else 0.0
 
@@ -80,7 +109,8 @@ def top_k_accuracy(y_true: Any, scores: Any, k: int = 5) -> float:
 
     Shapes: y_true (N,) labels or (N, K) one-hot; scores (N, K) with K >= k.
     """
-    y_true, scores = _pair(y_true, scores)
+    k = _validate.integer("top_k_accuracy", "k", k, minimum=1)
+    y_true, scores = _pair("top_k_accuracy", y_true, scores)
     if scores.ndim != 2 or scores.shape[1] < k:
         raise ShapeError(f"top_k_accuracy(k={k}) needs scores of shape (N, K>={k}), got {tuple(scores.shape)}")
     return float(top_k_count(y_true, scores, k)) / scores.shape[0] if scores.shape[0] else 0.0
@@ -106,12 +136,20 @@ def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int | None = None) -
     lists of ints. Shapes: as :func:`accuracy`; K = ``num_classes`` (default: inferred
     from the scores' width or the largest label + 1).
     """
-    y_true, y_pred = _pair(y_true, y_pred)
+    num_classes = _validate.integer("confusion_matrix", "num_classes", num_classes, minimum=1, allow_none=True)
+    y_true, y_pred = _pair("confusion_matrix", y_true, y_pred)
     xp = array_namespace(y_true, y_pred)
     true, pred = _labels(y_true), _labels(y_pred)
+    if true.shape[0] == 0:
+        return [[0] * (num_classes or 0) for _ in range(num_classes or 0)]
+    low = int(xp.min(xp.minimum(true, pred)))
+    high = int(xp.max(xp.maximum(true, pred)))
     if num_classes is None:
         widths = [a.shape[1] for a in (y_true, y_pred) if a.ndim == 2 and a.shape[1] > 1]
-        num_classes = max(widths) if widths else int(xp.max(xp.maximum(true, pred))) + 1
+        num_classes = max(widths) if widths else high + 1
+    if low < 0 or high >= num_classes:
+        raise LabelError(f"confusion_matrix: labels must be in [0, {num_classes - 1}] for {num_classes} classes, "
+                         f"got labels in [{low}, {high}]; pass num_classes={high + 1} or fix the labels")
     a = F.one_hot(true, num_classes, dtype="float64")
     b = F.one_hot(pred, num_classes, dtype="float64")
     counts = _backend.to_numpy(xp.matmul(xp.matrix_transpose(a), b))
@@ -125,6 +163,8 @@ def get(name: str) -> tuple[str, Any]:
     """Resolve a metric name for :func:`xpnet.fit` into ``(name, count_fn)`` where
     ``count_fn(y_true, scores, threshold) -> 0-d device array`` counts successes.
     Names: ``"accuracy"``, ``"error"``, ``"top5_accuracy"`` (any k)."""
+    if not isinstance(name, str):
+        raise TypeError(f"a metric must be named by a string such as 'accuracy', got {type(name).__name__} {name!r}")
     if name in ("accuracy", "acc"):
         return "accuracy", correct_count
     if name == "error":

@@ -10,12 +10,14 @@ device, and follows the parameter if the model is moved with ``model.to``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from array_api_compat import device as _device
 
+from . import _validate
 from .backend import array_namespace, device_of, dtype_name, to_numpy
+from .errors import ShapeError
 
 __all__ = [
     "Optimizer",
@@ -29,13 +31,25 @@ __all__ = [
 ]
 
 
-def _as_parameters(params: Any) -> list[Any]:
+def _as_parameters(owner: str, params: Any) -> list[Any]:
+    from .nn.module import Parameter
+
     if hasattr(params, "parameters"):
         params = params.parameters()
+    if isinstance(params, (str, bytes, dict)) or not hasattr(params, "__iter__"):
+        raise TypeError(f"{owner}: params must be model.parameters() (or the model), got {type(params).__name__}")
     params = list(params)
     if not params:
-        raise ValueError("optimizer got an empty parameter list; pass model.parameters()")
+        raise ValueError(f"{owner}: got an empty parameter list; pass model.parameters()")
+    for i, p in enumerate(params):
+        if not isinstance(p, Parameter):
+            raise TypeError(f"{owner}: params[{i}] is a {type(p).__name__}, not an xpnet.nn.Parameter; "
+                            f"pass model.parameters()")
     return params
+
+
+def _learning_rate(owner: str, lr: Any) -> float:
+    return _validate.real(owner, "lr (the learning rate)", lr, low=0.0, low_open=True)
 
 
 class Optimizer:
@@ -49,13 +63,26 @@ class Optimizer:
     _state_names: tuple[str, ...] = ()
 
     def __init__(self, params: Iterable[Any] | Any, lr: float):
-        if lr <= 0:
-            raise ValueError(f"learning rate must be positive, got {lr}")
-        self.params = _as_parameters(params)
-        self.lr = float(lr)
-        self.initial_lr = float(lr)
+        owner = type(self).__name__
+        lr = _learning_rate(owner, lr)
+        self.params = _as_parameters(owner, params)
+        self.lr = lr
+        self.initial_lr = lr
         self.t = 0
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of the next step (a Python float > 0)."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        # Schedules and LearningRateScheduler functions set it every epoch: a NaN or
+        # negative rate is caught where it is made, not epochs later as a NaN model.
+        # A decaying schedule may underflow to exactly 0 after many epochs: allowed
+        # here (training stands still), while a constructor needs lr > 0.
+        self._lr = _validate.real(type(self).__name__, "lr (the learning rate)", value, low=0.0)
 
     def zero_grad(self) -> None:
         """Zero every parameter's gradient."""
@@ -67,6 +94,9 @@ class Optimizer:
         self.t += 1
         for p, state in zip(self.params, self.state, strict=False):
             value, grad = p.value, p.grad
+            if grad.shape != value.shape:
+                raise ShapeError(f"{type(self).__name__}: the gradient of {p!r} has shape {tuple(grad.shape)}; "
+                                 f"{type(p.module).__name__}.backward must store one of the parameter's shape")
             for key in self._state_names:
                 state[key] = _follow(state.get(key), value)
             p.value = self._update(value, grad, state, p.decay)
@@ -83,16 +113,33 @@ class Optimizer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned, onto the parameters' device."""
+        owner = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state, Mapping):
+            raise TypeError(f"{owner} expects the dict that state_dict() returns, got {type(state).__name__}")
+        missing = [k for k in ("type", "lr", "initial_lr", "t", "arrays") if k not in state]
+        if missing:
+            raise ValueError(f"{owner}: the state lacks {missing}; pass what optimizer.state_dict() returned")
         if state.get("type") != type(self).__name__:
             raise ValueError(f"state is for a {state.get('type')}, not a {type(self).__name__}")
-        self.lr, self.initial_lr, self.t = float(state["lr"]), float(state["initial_lr"]), int(state["t"])
-        self.state = [{} for _ in self.params]
+        lr = _validate.real(owner, "lr", state["lr"], low=0.0)
+        initial_lr = _learning_rate(owner, state["initial_lr"])
+        t = _validate.integer(owner, "t", state["t"], minimum=0)
+        parsed = []
         for key, host in state["arrays"].items():
-            i, name = key.split(".", 1)
+            i, _, name = str(key).partition(".")
+            if not i.isdigit() or not name or int(i) >= len(self.params):
+                raise ValueError(f"{owner}: state entry {key!r} does not name one of this optimizer's "
+                                 f"{len(self.params)} parameters (expected '<index>.<name>', index < {len(self.params)})")
             p = self.params[int(i)]
-            if tuple(host.shape) != p.shape:
-                raise ValueError(f"optimizer state {key!r} has shape {tuple(host.shape)}, parameter has {p.shape}")
-            self.state[int(i)][name] = device_of(p.value).asarray(host, dtype=p.value.dtype)
+            if tuple(getattr(host, "shape", ())) != p.shape:
+                raise ValueError(f"optimizer state {key!r} has shape {tuple(getattr(host, 'shape', ()))}, "
+                                 f"parameter has {p.shape}")
+            parsed.append((int(i), name, host))
+        self.lr, self.initial_lr, self.t = lr, initial_lr, t
+        self.state = [{} for _ in self.params]
+        for i, name, host in parsed:
+            p = self.params[i]
+            self.state[i][name] = device_of(p.value).asarray(host, dtype=p.value.dtype)
 
     def get_config(self) -> dict[str, Any]:
         return {}
@@ -126,11 +173,11 @@ class SGD(Optimizer):
     def __init__(self, params: Any, lr: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0,
                  nesterov: bool = False):
         super().__init__(params, lr)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        if nesterov and momentum == 0.0:
-            raise ValueError("nesterov=True needs momentum > 0")
-        self.momentum, self.weight_decay, self.nesterov = float(momentum), float(weight_decay), nesterov
+        self.momentum = _validate.real("SGD", "momentum", momentum, low=0.0, high=1.0, high_open=True)
+        self.weight_decay = _validate.real("SGD", "weight_decay", weight_decay, low=0.0)
+        self.nesterov = _validate.boolean("SGD", "nesterov", nesterov)
+        if nesterov and self.momentum == 0.0:
+            raise ValueError("SGD: nesterov=True needs momentum > 0, got momentum=0.0")
         if self.momentum:
             self._state_names = ("velocity",)
 
@@ -150,16 +197,46 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba) with bias correction; ``weight_decay`` adds L2 to the
-    gradient of weights (not biases), as scikit-learn's ``alpha``."""
+    """Adam (Kingma & Ba, Algorithm 1) with bias correction; ``weight_decay`` adds L2
+    to the gradient of weights (not biases), as scikit-learn's ``alpha``.
+
+    With ``g`` the gradient at step ``t`` (1, 2, ...)::
+
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g**2
+        w = w - lr * (m / (1 - beta1**t)) / (sqrt(v / (1 - beta2**t)) + eps)
+
+    This is Algorithm 1 of the paper and ``torch.optim.Adam``: the numbers students
+    compare against. ``eps_hat=True`` instead adds ``eps`` before the bias
+    correction, ``w = w - lr * sqrt(1 - beta2**t) / (1 - beta1**t) * m / (sqrt(v) +
+    eps)`` (the paper's "epsilon hat" remark in Section 2, used by Keras and
+    scikit-learn's ``MLPClassifier``). The two differ only while ``sqrt(v)`` is
+    comparable to ``eps``.
+
+    Args:
+        params: ``model.parameters()``.
+        lr: step size, > 0.
+        betas: decay rates of the moment estimates, each in [0, 1). ``beta2 = 1``
+            would never update ``v`` from zero, so ``1 - beta2**t`` is 0 and nothing
+            trains.
+        eps: added to the denominator; must be > 0, because a parameter whose
+            gradient is exactly zero so far (a dead ReLU's weights, an unused class'
+            bias) has ``v = 0`` and ``eps = 0`` would make its step 0/0 = NaN.
+        weight_decay: L2 coefficient, >= 0.
+        eps_hat: use the epsilon-hat form above instead of Algorithm 1.
+    """
 
     _state_names = ("m", "v")
 
     def __init__(self, params: Any, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0):
+                 eps: float = 1e-8, weight_decay: float = 0.0, eps_hat: bool = False):
         super().__init__(params, lr)
-        self.beta1, self.beta2 = float(betas[0]), float(betas[1])
-        self.eps, self.weight_decay = float(eps), float(weight_decay)
+        beta1, beta2 = _validate.pair("Adam", "betas", betas)
+        self.beta1 = _validate.real("Adam", "betas[0]", beta1, low=0.0, high=1.0, high_open=True)
+        self.beta2 = _validate.real("Adam", "betas[1]", beta2, low=0.0, high=1.0, high_open=True)
+        self.eps = _validate.real("Adam", "eps", eps, low=0.0, low_open=True)
+        self.weight_decay = _validate.real("Adam", "weight_decay", weight_decay, low=0.0)
+        self.eps_hat = _validate.boolean("Adam", "eps_hat", eps_hat)
 
     def _update(self, w, g, state, decay):
         xp = array_namespace(w)
@@ -168,11 +245,17 @@ class Adam(Optimizer):
         m = self.beta1 * state["m"] + (1.0 - self.beta1) * g
         v = self.beta2 * state["v"] + (1.0 - self.beta2) * (g * g)
         state["m"], state["v"] = m, v
-        step = self.lr * math.sqrt(1.0 - self.beta2**self.t) / (1.0 - self.beta1**self.t)
-        return w - step * m / (xp.sqrt(v) + self.eps)
+        # Algorithm 1's  lr * m_hat / (sqrt(v_hat) + eps)  equals
+        # lr * c2 / (1 - beta1**t) * m / (sqrt(v) + eps * c2)  with c2 = sqrt(1 - beta2**t):
+        # the epsilon-hat form with eps scaled, so both forms cost the same array ops.
+        c2 = math.sqrt(1.0 - self.beta2**self.t)
+        eps = self.eps if self.eps_hat else self.eps * c2
+        step = self.lr * c2 / (1.0 - self.beta1**self.t)
+        return w - step * m / (xp.sqrt(v) + eps)
 
     def get_config(self):
-        return {"betas": (self.beta1, self.beta2), "eps": self.eps, "weight_decay": self.weight_decay}
+        return {"betas": (self.beta1, self.beta2), "eps": self.eps, "weight_decay": self.weight_decay,
+                "eps_hat": self.eps_hat}
 
 
 # ------------------------------------------------------------------------ schedules
@@ -183,6 +266,9 @@ class LRSchedule:
     """
 
     def __init__(self, optimizer: Optimizer):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(self).__name__}: optimizer must be an xpnet.optim.Optimizer, "
+                            f"got {type(optimizer).__name__}")
         self.optimizer = optimizer
         self.lr0 = optimizer.initial_lr
         self.t = 0
@@ -202,7 +288,7 @@ class ExponentialDecay(LRSchedule):
     """``lr_t = lr_0 * decay**t`` (the course's gradient descent with decay)."""
 
     def __init__(self, optimizer: Optimizer, decay: float):
-        self.decay = float(decay)
+        self.decay = _validate.real("ExponentialDecay", "decay", decay, low=0.0, high=1.0, low_open=True)
         super().__init__(optimizer)
 
     def lr_at(self, t):
@@ -213,7 +299,8 @@ class StepDecay(LRSchedule):
     """``lr_t = lr_0 * gamma**(t // step_size)``."""
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1):
-        self.step_size, self.gamma = int(step_size), float(gamma)
+        self.step_size = _validate.integer("StepDecay", "step_size", step_size, minimum=1)
+        self.gamma = _validate.real("StepDecay", "gamma", gamma, low=0.0, high=1.0, low_open=True)
         super().__init__(optimizer)
 
     def lr_at(self, t):
@@ -224,7 +311,7 @@ class InverseTimeDecay(LRSchedule):
     """``lr_t = lr_0 / (1 + rate * t)``."""
 
     def __init__(self, optimizer: Optimizer, rate: float):
-        self.rate = float(rate)
+        self.rate = _validate.real("InverseTimeDecay", "rate", rate, low=0.0)
         super().__init__(optimizer)
 
     def lr_at(self, t):
@@ -232,5 +319,8 @@ class InverseTimeDecay(LRSchedule):
 
 
 def exponential_decay(lr0: float, decay: float, t: int | Any) -> Any:
-    """``lr0 * decay**t`` for a step count ``t`` (int or array of ints)."""
+    """``lr0 * decay**t`` for a step count ``t`` (int or array of ints); ``lr0 > 0``,
+    ``decay`` in (0, 1]."""
+    _learning_rate("exponential_decay", lr0)
+    _validate.real("exponential_decay", "decay", decay, low=0.0, high=1.0, low_open=True)
     return lr0 * decay**t

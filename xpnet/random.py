@@ -23,6 +23,9 @@ def seed(n: int | None) -> None:
 
     ``None`` draws fresh entropy from the operating system.
     """
+    from . import _validate
+
+    _validate.integer("seed", "n", n, minimum=0, allow_none=True)
     global _generator
     _generator = np.random.default_rng(n)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import signal
 import sys
 import threading
@@ -25,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _validate
 from . import backend as _backend
 from . import distributed as _distributed
 from . import losses as _losses
@@ -33,6 +35,7 @@ from . import optim as _optim
 from . import random as _random
 from .backend import array_namespace
 from .callbacks import Callback
+from .errors import NonFiniteLossError
 from .history import History
 
 __all__ = ["fit", "evaluate", "Run"]
@@ -78,14 +81,14 @@ def _threshold(loss: Any) -> float:
     return 0.0 if getattr(loss, "from_logits", False) else 0.5
 
 
-def _to_device(model: Any, X: Any, y: Any) -> tuple[Any, Any]:
+def _to_device(model: Any, X: Any, y: Any, owner: str = "fit") -> tuple[Any, Any]:
     device, dtype = model.device or _backend.current_device(), model.dtype or _backend.default_dtype()
-    Xd = _backend.asarray(X, dtype=dtype, device=device)
-    host_y = y if _backend._is_array(y) else _backend.to_numpy(y)
+    Xd = _backend.asarray(_validate.as_host(owner, "X", X), dtype=dtype, device=device)
+    host_y = _validate.as_host(owner, "y", y, labels=True)
     floating = _backend.dtype_name(host_y.dtype) in _backend.FLOAT_DTYPES
     yd = _backend.asarray(host_y, dtype=dtype if floating else None, device=device)
     if Xd.shape[0] != yd.shape[0]:
-        raise ValueError(f"X has {Xd.shape[0]} samples but y has {yd.shape[0]}")
+        raise ValueError(f"{owner}: X has {Xd.shape[0]} samples but y has {yd.shape[0]}")
     return Xd, yd
 
 
@@ -182,6 +185,7 @@ def _on_model_device(fn: Any) -> Any:
 
     @functools.wraps(fn)
     def wrapper(model: Any, *args: Any, **kwargs: Any) -> Any:
+        _validate.model(fn.__name__, model)
         with _backend.using(model.device or _backend.current_device()):
             return fn(model, *args, **kwargs)
 
@@ -243,7 +247,17 @@ def fit(
         History with ``history["loss"]``, metrics, ``val_*`` entries and ``"lr"`` per
         epoch, and the wall time of each epoch. Ctrl-C stops at a step boundary and
         returns the history so far (``history.interrupted``).
+
+    Raises:
+        TypeError, ValueError: for a setting of the wrong type or range, named, before
+            any work is done; ``ShapeError``/``LabelError`` for data that does not fit
+            the model or the loss; ``ValueError`` for NaN or infinity in X (or float y).
+        NonFiniteLossError: when an epoch's training loss is NaN or infinite (read once
+            per epoch, when it is logged anyway): the step diverged.
     """
+    _validate.fit_arguments(epochs=epochs, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                            validation_data=validation_data, validation_split=validation_split, metrics=metrics,
+                            callbacks=callbacks, seed=seed, progress=progress, distributed=distributed)
     loss = _losses.get(loss)
     optimizer = _optimizer(optimizer, model)
     metric_fns = _metric_list(metrics, loss)
@@ -251,24 +265,14 @@ def fit(
         _random.seed(seed)
     Xd, yd = _to_device(model, X, y)
     if validation_data is None and validation_split:
-        if not 0.0 < validation_split < 1.0:
-            raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
         n_val = max(1, int(round(Xd.shape[0] * validation_split)))
         validation_data = (Xd[-n_val:, ...], yd[-n_val:, ...])
         Xd, yd = Xd[:-n_val, ...], yd[:-n_val, ...]
     if validation_data is not None:
-        validation_data = _to_device(model, *validation_data)
+        validation_data = _to_device(model, *validation_data, "fit (validation_data)")
+    _validate.fit_data(model, loss, Xd, yd, validation_data, batch_size=batch_size, drop_last=drop_last,
+                       metric_names=[m for m, _ in metric_fns], callbacks=callbacks, optimizer=optimizer)
     n = Xd.shape[0]
-    if n == 0:
-        raise ValueError("fit got an empty training set")
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}")
-
-    out_shape = tuple(model.eval().forward(Xd[:1, ...]).shape)
-    model.train()
-    loss.validate_target((n, *out_shape[1:]), yd)
-    if validation_data is not None:
-        loss.validate_target((validation_data[0].shape[0], *out_shape[1:]), validation_data[1])
 
     sync = _distributed._fit_sync(distributed, model, n)
     progress = progress and sync.rank == 0
@@ -314,6 +318,10 @@ def fit(
                 if seen == 0:
                     break
                 logs = {"loss": total / seen}
+                if not math.isfinite(logs["loss"]):
+                    raise NonFiniteLossError(
+                        f"fit: the training loss became {logs['loss']} in epoch {epoch + 1}: training diverged; "
+                        f"use a smaller learning rate (now {optimizer.lr:g}) or scale the inputs")
                 for (name, _), c in zip(metric_fns, counts, strict=False):
                     rate = c / seen
                     logs[name] = 1.0 - rate if name == "error" else rate
@@ -360,17 +368,18 @@ def evaluate(model: Any, loss: Any, X: Any, y: Any, *, batch_size: int = 1024,
     Returns:
         ``{"loss": float, "accuracy": float, ...}`` (Python floats).
     """
+    _validate.evaluate_arguments(batch_size=batch_size, metrics=metrics)
     loss = _losses.get(loss)
     metric_fns = _metric_list(metrics, loss)
-    Xd, yd = _to_device(model, X, y)
+    Xd, yd = _to_device(model, X, y, "evaluate")
     n = Xd.shape[0]
     if n == 0:
         raise ValueError("evaluate got an empty data set")
     was_training = model.training
     model.eval()
     threshold = _threshold(loss)
-    if loss.validate:
-        loss.validate_target((n, *tuple(model.forward(Xd[:1, ...]).shape)[1:]), yd)
+    if loss.validate:  # fit checked its validation set once; its per-epoch calls skip this
+        _validate.evaluate_data(model, loss, Xd, yd)
     try:
         sums = None
         with _trusted_targets(loss):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .module import Module
+from .module import Module, check_gradient_device
 
 __all__ = ["Sequential"]
 
@@ -34,8 +34,13 @@ class Sequential(Module):
 
     def backward(self, grad_out: Any) -> Any:
         """Back-propagates through every layer; returns the gradient w.r.t. the input."""
-        for layer in reversed(self.layers):
-            grad_out = layer.backward(grad_out)
+        try:
+            for layer in reversed(self.layers):
+                grad_out = layer.backward(grad_out)
+        except (TypeError, ValueError):
+            if self.layers:
+                check_gradient_device(self.layers[-1], grad_out)
+            raise
         return grad_out
 
     def backward_params(self, grad_out: Any) -> None:
@@ -44,9 +49,13 @@ class Sequential(Module):
         first = next((i for i, layer in enumerate(self.layers) if any(m.params for m in layer.modules())), None)
         if first is None:
             return
-        for layer in reversed(self.layers[first + 1 :]):
-            grad_out = layer.backward(grad_out)
-        self.layers[first].backward_params(grad_out)
+        try:
+            for layer in reversed(self.layers[first + 1 :]):
+                grad_out = layer.backward(grad_out)
+            self.layers[first].backward_params(grad_out)
+        except (TypeError, ValueError):
+            check_gradient_device(self.layers[-1], grad_out)
+            raise
 
     def append(self, layer: Module) -> Sequential:
         """Add a layer at the end; returns self."""

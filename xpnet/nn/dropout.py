@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import _validate
 from .. import random as _random
 from ..backend import device_of, dtype_name
 from .module import Module
@@ -22,9 +23,8 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout probability must be in [0, 1), got {p}")
-        self.p = float(p)
+        self.p = _validate.real("Dropout", "p (the probability of dropping a unit)", p, low=0.0, high=1.0,
+                                high_open=True)
         self._mask: Any = None
 
     def forward(self, x: Any) -> Any:

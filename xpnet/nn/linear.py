@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import _validate
 from .. import functional as F
 from .. import init as _init
 from ..backend import Device, check_same_device, dtype_name
 from ..errors import DtypeMismatchError, ShapeError
-from .module import Module
+from .module import Module, check_gradient_device
 
 __all__ = ["Linear", "Affine"]
 
@@ -44,11 +45,15 @@ class Linear(Module):
         rng: Any = None,
     ):
         super().__init__()
-        if in_features < 1 or out_features < 1:
-            raise ValueError(f"Linear needs positive sizes, got in_features={in_features}, out_features={out_features}")
-        self.in_features, self.out_features, self.bias = int(in_features), int(out_features), bool(bias)
+        self.in_features = _validate.integer("Linear", "in_features", in_features, minimum=1)
+        self.out_features = _validate.integer("Linear", "out_features", out_features, minimum=1)
+        self.bias = _validate.boolean("Linear", "bias", bias)
         self.init = init if isinstance(init, (str, int, float)) else getattr(init, "__name__", "custom")
-        weights = _init.get(init)((self.in_features, self.out_features), dtype=dtype, device=device, rng=rng)
+        shape = (self.in_features, self.out_features)
+        weights = _init.get(init)(shape, dtype=dtype, device=device, rng=rng)
+        if tuple(getattr(weights, "shape", ())) != shape:
+            raise ShapeError(f"Linear: init {self.init!r} returned weights of shape "
+                             f"{tuple(getattr(weights, 'shape', ()))}; expected {shape} (in_features, out_features)")
         self.params["W"] = weights
         if bias:
             self.params["b"] = _init.zeros((self.out_features,), dtype=dtype_name(weights.dtype), device=device)
@@ -90,7 +95,13 @@ class Linear(Module):
                 f"{self._name()}.backward got gradient of shape {tuple(grad_out.shape)}; "
                 f"expected ({self._x.shape[0]}, {self.out_features})"
             )
-        self.grads["W"], db = F.linear_backward_params(grad_out, self._x)
+        try:
+            self.grads["W"], db = F.linear_backward_params(grad_out, self._x)
+        except (TypeError, ValueError):
+            # Only on failure: a gradient from another backend or device gets the
+            # same message as forward's input; anything else is re-raised as it was.
+            check_gradient_device(self, grad_out)
+            raise
         if self.bias:
             self.grads["b"] = db
 

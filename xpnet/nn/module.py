@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .. import backend as _backend
+from ..errors import DeviceMismatchError, MissingGradientError, ShapeError
 
 __all__ = ["Module", "Parameter"]
 
@@ -36,7 +37,15 @@ class Parameter:
 
     @property
     def grad(self) -> Any:
-        return self.module.grads[self.name]
+        try:
+            return self.module.grads[self.name]
+        except KeyError:
+            layer = type(self.module).__name__
+            raise MissingGradientError(
+                f"{layer} has no gradient for its parameter {self.name!r}: {layer}.backward must store "
+                f"self.grads[{self.name!r}] (an array of the parameter's shape) on every call; "
+                f"xpnet.gradcheck.check_layer shows which gradients a layer gets wrong"
+            ) from None
 
     @property
     def decay(self) -> bool:
@@ -134,6 +143,8 @@ class Module:
 
     def train(self, mode: bool = True) -> Module:
         """Switch this module and its children to training (or eval) mode; returns self."""
+        if not isinstance(mode, bool):
+            raise TypeError(f"train(mode) takes True or False, got {type(mode).__name__} {mode!r}")
         for m in self.modules():
             m.training = mode
         return self
@@ -187,16 +198,22 @@ class Module:
 
     def load_state_dict(self, state: dict[str, Any]) -> Module:
         """Copy values (from any backend or the host) into the parameters, keeping
-        this model's device and dtype. Names and shapes must match exactly."""
+        this model's device and dtype. Names and shapes must match exactly; a
+        mismatch of either raises ``ValueError`` before anything is copied."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"load_state_dict expects a dict {{name: array}} as model.state_dict() returns, "
+                            f"got {type(state).__name__}")
         own = dict(self.named_parameters())
         missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if missing or extra:
-            raise KeyError(f"state does not match {type(self).__name__}: missing {missing}, unexpected {extra}")
+            raise ValueError(f"state does not match {type(self).__name__}: missing {missing}, unexpected {extra}")
         for key, p in own.items():
-            host = _backend.to_numpy(state[key])
-            if tuple(host.shape) != p.shape:
-                raise ValueError(f"parameter {key!r}: expected shape {p.shape}, got {tuple(host.shape)}")
-            p.value = _backend.device_of(p.value).asarray(host, dtype=p.value.dtype)
+            value = state[key]
+            shape = tuple(value.shape) if hasattr(value, "shape") else tuple(_backend.to_numpy(value).shape)
+            if shape != p.shape:
+                raise ValueError(f"parameter {key!r}: expected shape {p.shape}, got {shape}")
+        for key, p in own.items():
+            p.value = _backend.device_of(p.value).asarray(_backend.to_numpy(state[key]), dtype=p.value.dtype)
         return self
 
     def get_config(self) -> dict[str, Any]:
@@ -216,7 +233,10 @@ class Module:
 
         Shapes: x (N, ...) -> (N, M).
         """
-        xp_x = self._prepare_input(x)
+        from .. import _validate
+
+        _validate.predict_arguments("predict", batch_size)
+        xp_x = self._prepare_input(_validate.as_host("predict", "x", x))
         n = xp_x.shape[0]
         was_training = self.training
         self.eval()
@@ -224,7 +244,13 @@ class Module:
             with _backend.using(_backend.device_of(xp_x)):  # CuPy computes on its current GPU
                 if batch_size is None or n <= batch_size:
                     return self.forward(xp_x)
-                chunks = [self.forward(xp_x[i : min(i + batch_size, n), ...]) for i in range(0, n, batch_size)]
+                try:
+                    first = self.forward(xp_x[:batch_size, ...])
+                except ShapeError as exc:  # name the data's shape, not the first batch's
+                    text = str(exc).replace(f"shape {(batch_size, *xp_x.shape[1:])}", f"shape {tuple(xp_x.shape)}", 1)
+                    raise ShapeError(f"predict: x of shape {tuple(xp_x.shape)} does not fit the model: {text}") from None
+                chunks = [first] + [self.forward(xp_x[i : min(i + batch_size, n), ...])
+                                    for i in range(batch_size, n, batch_size)]
                 return array_namespace_of(chunks[0]).concat(chunks, axis=0)
         finally:
             self.train(was_training)
@@ -266,6 +292,24 @@ class Module:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def check_gradient_device(layer: Module, grad_out: Any) -> None:
+    """Raise :class:`~xpnet.errors.DeviceMismatchError` naming ``layer`` when
+    ``grad_out`` is on another backend or device than the layer's parameters (or its
+    cached input). Called only after a backward failed, so it costs nothing when
+    nothing is wrong."""
+    reference = next((p.value for p in layer.parameters()), None)
+    if reference is None:
+        reference = next((v for v in vars(layer).values() if _backend._is_array(v)), None)
+    if reference is None or not _backend._is_array(grad_out):
+        return
+    where, there = _backend.device_of(grad_out), _backend.device_of(reference)
+    if where != there:
+        raise DeviceMismatchError(
+            f"{layer!r}.backward got a gradient on {where.name} but the layer is on {there.name}; move the gradient "
+            f"with xpnet.asarray(grad, device={there.name!r}) or the model with model.to({where.name!r})"
+        )
 
 
 def array_namespace_of(array: Any) -> Any:
