@@ -25,6 +25,7 @@ from .history import History
 from .io import load, save
 from .random import seed
 from .training import evaluate, fit
+from .variable import Variable
 
 __version__ = "0.1.0"
 
@@ -51,6 +52,7 @@ __all__ = [
     "fit",
     "evaluate",
     "History",
+    "Variable",
     "save",
     "load",
     "data",
