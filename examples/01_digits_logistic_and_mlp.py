@@ -1,3 +1,19 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Digits: logistic regression and a two-layer network
 #
@@ -36,6 +52,8 @@ def pip_install(*requirements):
 
 
 if importlib.util.find_spec("xpnet") is None:
+    if os.environ.get("XPNET_EXAMPLES_SMOKE") == "1":
+        raise RuntimeError("xpnet is not importable, and XPNET_EXAMPLES_SMOKE=1 runs offline: install xpnet first")
     EXTRAS = "[plot,sklearn]"
     checkout = next((d for d in (Path.cwd(), *Path.cwd().parents) if (d / "xpnet" / "__init__.py").is_file()), None)
     if checkout is not None:
