@@ -73,6 +73,7 @@ class Loss:
         values back to the host once."""
 
     def get_config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this loss (used when saving)."""
         return {}
 
     def __repr__(self) -> str:

@@ -297,7 +297,8 @@ def plot_contour_path(
             ``lambda x, y: (1 - x)**2 + 100 * (y - x**2)**2``.
         path: the iterates, an (n, 2) array from any backend or a sequence of n
             (x, y) points; drawn as a line with markers, start and end marked.
-        xlim, ylim: the region shown.
+        xlim: the range of x shown.
+        ylim: the range of y shown.
         levels: the number of contour levels, or their values.
         ax: draw on this axes (default: a new Figure).
         log_scale: space the levels logarithmically - for valleys like Rosenbrock's;

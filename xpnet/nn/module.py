@@ -28,6 +28,7 @@ class Parameter:
 
     @property
     def value(self) -> Any:
+        """The parameter's array; assigning replaces it in the module."""
         return self.module.params[self.name]
 
     @value.setter
@@ -36,6 +37,7 @@ class Parameter:
 
     @property
     def grad(self) -> Any:
+        """The gradient stored by the module's last ``backward`` (same shape as ``value``)."""
         return self.module.grads[self.name]
 
     @property
@@ -46,6 +48,7 @@ class Parameter:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The shape of ``value`` as a tuple of ints."""
         return tuple(self.value.shape)
 
     def __repr__(self) -> str:
