@@ -54,3 +54,34 @@ def test_undocumented_objects_are_found(monkeypatch):
     monkeypatch.setitem(sys.modules, "xpnet._fake", fake)
     assert _hooks().undocumented("xpnet._fake") == ["xpnet._fake.Child", "xpnet._fake.Child.extra",
                                                     "xpnet._fake.Child.size", "xpnet._fake.bare"]
+
+
+def test_getting_started_code_runs(tmp_path, monkeypatch, capsys):
+    """The page a new user follows: every Python block runs, in order, as written."""
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    import re
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import xpnet
+
+    text = (ROOT / "docs" / "getting-started.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 2
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    try:
+        with xpnet.using("cpu"):
+            for block in blocks:
+                exec(compile(block, "getting-started.md", "exec"), namespace)
+    finally:
+        plt.close("all")
+    out = capsys.readouterr().out
+    assert "training on cpu" in out
+    assert re.search(r"'accuracy': 0\.9\d", out)  # the page promises 0.96...
+    assert "gradient check of Scale() on cpu: passed" in out and "parity passed on: cpu/float64" in out
+    assert (tmp_path / "digits.npz").is_file()
