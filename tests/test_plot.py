@@ -1,5 +1,7 @@
 """xpnet.plot: each picture is a Figure with the expected axes, and renders to a real PNG."""
 
+import os
+import subprocess
 import sys
 
 import matplotlib
@@ -141,7 +143,7 @@ def test_plot_weights_numpy_grayscale_digits(tmp_path):
     im = fig.axes[3].get_images()[0]
     assert im.get_array().shape == (8, 8)
     assert im.get_cmap().name == "gray"
-    assert fig.axes[3].get_title() == "class 3"
+    assert fig.axes[3].get_title() == "unit 3"  # an array's columns may be hidden units, not classes
     assert fig.axes[5].get_subplotspec().rowspan.start == 1  # ncols=5: two rows
     assert_renders(fig, tmp_path)
 
@@ -152,6 +154,16 @@ def test_plot_weights_uses_first_linear_of_a_model():
     assert len(fig.axes) == 4
     w = xpnet.to_numpy(model[0].params["W"])[:, 2].reshape(8, 8)
     np.testing.assert_allclose(fig.axes[2].get_images()[0].get_array(), (w - w.min()) / np.ptp(w), atol=1e-6)
+
+
+def test_plot_weights_titles_hidden_units_as_units_and_classifier_outputs_as_classes():
+    mlp = xpnet.nn.Sequential(xpnet.nn.Linear(64, 32, rng=0), xpnet.nn.ReLU(), xpnet.nn.Linear(32, 10, rng=1))
+    for hidden in (mlp[0], mlp):
+        titles = [ax.get_title() for ax in plot.plot_weights(hidden, image_shape=(8, 8)).axes]
+        assert titles == [f"unit {k}" for k in range(32)]
+    classifier = xpnet.nn.Sequential(xpnet.nn.Linear(64, 10, rng=0))
+    titles = [ax.get_title() for ax in plot.plot_weights(classifier, image_shape=(8, 8)).axes]
+    assert titles == [f"class {k}" for k in range(10)]
 
 
 def test_plot_weights_from_any_backend(xp_device, tmp_path):
@@ -308,3 +320,74 @@ def test_missing_matplotlib_says_how_to_install(monkeypatch):
 
 def test_public_api():
     assert set(plot.__all__) == {"plot_history", "plot_weights", "plot_contour_path", "plot_images"}
+
+
+# ------------------------------------------------------------------ showing figures
+SCRIPT = """
+import matplotlib.pyplot as plt
+import numpy as np
+import xpnet
+from xpnet import plot
+
+figures = [
+    xpnet.History({"loss": [1.0, 0.5]}).plot(),
+    plot.plot_weights(np.ones((4, 2)), image_shape=(2, 2)),
+    plot.plot_contour_path(lambda x, y: x**2 + y**2, [(1.0, 1.0), (0.0, 0.0)]),
+    plot.plot_images(np.zeros((2, 4))),
+]
+assert plt.get_fignums() == [f.number for f in figures], plt.get_fignums()
+for figure in figures:
+    figure.show()
+plt.show()
+print("shown", len(figures))
+"""
+
+
+def test_figures_show_in_a_script_with_plt_show_and_fig_show():
+
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(_repo_root())}
+    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "shown 4" in done.stdout
+
+
+def _repo_root():
+    from pathlib import Path
+
+    return Path(xpnet.__file__).resolve().parent.parent
+
+
+NOTEBOOK_CELLS = [
+    "import numpy as np\nimport xpnet\nfrom xpnet import plot",
+    "xpnet.History({'loss': [1.0, 0.5]}).plot()",
+    "plot.plot_weights(np.ones((4, 2)), image_shape=(2, 2))",
+    "fig = plot.plot_images(np.zeros((2, 4)))\nimport matplotlib.pyplot as plt\nplt.show()",
+    "fig = plot.plot_contour_path(lambda x, y: x**2 + y**2)\nprint('not the last value')",
+    "print('no figure here')",
+]
+
+
+EXECUTE_NOTEBOOK = """
+import json, os, sys
+import nbclient, nbformat
+cells = json.loads(sys.argv[1])
+nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": sys.argv[2]}}).execute()
+print(json.dumps([sum("image/png" in out.get("data", {}) for out in cell.outputs) for cell in nb.cells]))
+"""
+
+
+def test_figures_display_once_in_an_executed_notebook():
+    pytest.importorskip("nbformat")
+    pytest.importorskip("nbclient")
+    import json
+
+    # A stock kernel: no %matplotlib magic and no backend forced from outside. A subprocess, because
+    # starting a kernel imports ipykernel into this process, which other code reads as "in a notebook".
+    env = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_repo_root()), env.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-c", EXECUTE_NOTEBOOK, json.dumps(NOTEBOOK_CELLS), str(_repo_root())],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    images = json.loads(done.stdout.strip().splitlines()[-1])
+    assert images == [0, 1, 1, 1, 1, 0]

@@ -25,6 +25,7 @@ from .history import History
 from .io import load, save
 from .random import seed
 from .training import evaluate, fit
+from .variable import Variable
 
 __version__ = "0.1.0"
 
@@ -52,6 +53,7 @@ __all__ = [
     "evaluate",
     "distributed",
     "History",
+    "Variable",
     "save",
     "load",
     "data",

@@ -542,6 +542,7 @@ class Device:
 
     @property
     def name(self) -> str:
+        """The canonical device string, e.g. ``"cpu"``, ``"cuda:0"``, ``"jax:cpu"``."""
         if self.backend == "numpy":
             return "cpu"
         if self.backend == "cupy":

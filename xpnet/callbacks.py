@@ -144,7 +144,8 @@ class ModelCheckpoint(Callback):
         path: file path; may contain ``{epoch}`` (1-based) and any logged name, e.g.
             ``"ckpt-{epoch:03d}-{val_loss:.3f}.npz"``.
         save_best_only: only save when ``monitor`` improves.
-        monitor, mode: as :class:`EarlyStopping`.
+        monitor: as :class:`EarlyStopping`.
+        mode: as :class:`EarlyStopping`.
         save_optimizer: include the optimizer state, to resume training.
 
     Under ``fit(distributed=True)`` only rank 0 writes (the ranks' models are identical).

@@ -199,6 +199,7 @@ class World:
 
     @property
     def transport(self) -> str:
+        """``"nccl"``, ``"mpi"`` or ``"none"`` (a one-process world): how gradients travel."""
         return "none" if self._transport is None else self._transport.name
 
     # -- data ---------------------------------------------------------------------

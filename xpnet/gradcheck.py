@@ -48,6 +48,7 @@ class GradcheckReport:
 
     @property
     def passed(self) -> bool:
+        """Whether every tensor's gradient matched its finite differences."""
         return all(c.passed for c in self.checks)
 
     def __bool__(self) -> bool:
@@ -156,7 +157,9 @@ def check_layer(layer: Any, x: Any, *, grad_out: Any = None, h: float = 1e-6, rt
         layer: any :class:`xpnet.nn.Module`.
         x: input (N, ...), host data or an array; moved to the layer's device.
         grad_out: upstream gradient g (output's shape); default seeded normal.
-        h, rtol, atol: finite-difference step and tolerances.
+        h: finite-difference step.
+        rtol: relative tolerance.
+        atol: absolute tolerance.
         seed: seed for the default ``grad_out``.
 
     Returns:

@@ -76,6 +76,7 @@ class Loss:
         loss is not defined for). Reads the target's values back to the host once."""
 
     def get_config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this loss (used when saving)."""
         return {}
 
     def __repr__(self) -> str:

@@ -142,6 +142,7 @@ class Optimizer:
             self.state[i][name] = device_of(p.value).asarray(host, dtype=p.value.dtype)
 
     def get_config(self) -> dict[str, Any]:
+        """Hyperparameters other than ``lr`` (for ``repr`` and :meth:`state_dict`)."""
         return {}
 
     def __repr__(self) -> str:
@@ -275,6 +276,7 @@ class LRSchedule:
         optimizer.lr = self.lr_at(0)
 
     def lr_at(self, t: int) -> float:
+        """The learning rate of epoch ``t`` (0 is the first)."""
         raise NotImplementedError
 
     def step(self) -> float:

@@ -2,14 +2,24 @@
 on a contour plot, and grids of sample images.
 
 An optional extra (``pip install "xpnet[plot]"``): matplotlib is imported only when a
-function here is called. Every function returns a :class:`matplotlib.figure.Figure`
-built without pyplot, so it shows once when it is the last expression of a notebook
-cell (pyplot figures would show twice) and never leaks into pyplot's figure list;
-save it with ``fig.savefig("curves.png")``. Arrays may come from any backend.
+function here is called. Arrays may come from any backend.
+
+Every function returns a :class:`matplotlib.figure.Figure` made through pyplot, so it
+shows the way matplotlib users expect everywhere:
+
+- in Jupyter, Colab and VS Code notebooks, as the last expression of a cell, once
+  (pyplot's end-of-cell display would show it a second time; the figure leaves
+  pyplot's list when the notebook displays it), or with ``plt.show()``;
+- in a script, with ``plt.show()`` or ``fig.show()`` (an interactive backend opens a
+  window; on a headless machine save it with ``fig.savefig("curves.png")``).
+
+Close figures you no longer need with ``plt.close(fig)`` in long loops, as with any
+pyplot figure.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -37,6 +47,54 @@ def _figure_class() -> type[Figure]:
     return Figure
 
 
+def _inline_backend() -> bool:
+    """Whether pyplot draws into a notebook's output (Jupyter, Colab, VS Code)."""
+    import matplotlib
+
+    return "inline" in matplotlib.get_backend()
+
+
+def _new_figure(**kwargs: Any) -> Figure:
+    """A pyplot-managed figure that a notebook displays exactly once.
+
+    pyplot management is what makes ``plt.show()`` and ``fig.show()`` work in scripts
+    and what registers the inline backend's image formatter in a notebook kernel.
+    """
+    _figure_class()
+    import matplotlib.pyplot as plt
+
+    return plt.figure(FigureClass=_notebook_figure_class(), **kwargs)
+
+
+@functools.cache
+def _notebook_figure_class() -> type[Figure]:
+    Figure = _figure_class()
+
+    class NotebookFigure(Figure):
+        """A Figure that leaves pyplot's list when a notebook displays it, so the
+        inline backend does not show it again at the end of the cell."""
+
+        def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any] | None:
+            if not _inline_backend():
+                return None
+            import matplotlib.pyplot as plt
+
+            plt.close(self)
+            try:
+                from IPython import get_ipython
+
+                get_ipython().display_formatter.formatters["image/png"].lookup(self)
+                return {}  # the inline backend's registered formatter renders the image
+            except (AttributeError, KeyError, ImportError):
+                from io import BytesIO
+
+                buffer = BytesIO()
+                self.savefig(buffer, format="png", bbox_inches="tight")
+                return {"image/png": buffer.getvalue()}
+
+    return NotebookFigure
+
+
 def _root_figure(ax: Axes) -> Figure:
     fig = ax.figure
     while not isinstance(fig, _figure_class()):  # an axes inside a SubFigure
@@ -62,7 +120,6 @@ def plot_history(history: Any, metrics: str | Sequence[str] | None = None, *, ti
     Raises:
         ValueError: the history has no recorded epochs, or a metric is not in it.
     """
-    Figure = _figure_class()
     logs = getattr(history, "history", history)
     if not isinstance(logs, Mapping):
         raise TypeError(f"plot_history expects an xpnet.History or a dict of lists, got {type(history).__name__}")
@@ -85,7 +142,7 @@ def plot_history(history: Any, metrics: str | Sequence[str] | None = None, *, ti
 
     ncols = min(len(names), 3)
     nrows = math.ceil(len(names) / ncols)
-    fig = Figure(figsize=(4.8 * ncols, 3.6 * nrows), layout="constrained")
+    fig = _new_figure(figsize=(4.8 * ncols, 3.6 * nrows), layout="constrained")
     for i, name in enumerate(names):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         for key, label, style, color in ((name, "train", "-", "C0"), ("val_" + name, "validation", "--", "C1")):
@@ -115,15 +172,21 @@ def plot_history(history: Any, metrics: str | Sequence[str] | None = None, *, ti
 
 
 # ------------------------------------------------------------ linear-classifier templates
-def _weight_matrix(weights: Any) -> np.ndarray:
+def _weight_matrix(weights: Any) -> tuple[np.ndarray, str]:
+    """The (D, K) matrix to draw and what its columns are: ``"class"`` when it is a
+    model's output layer, else ``"unit"`` (a hidden layer, or a layer or array whose
+    place in a model is unknown)."""
     from .nn import Linear, Module
 
+    what = "unit"
     if isinstance(weights, Module):
-        layer = next((m for m in weights.modules() if isinstance(m, Linear)), None)
-        if layer is None:
+        linears = [m for m in weights.modules() if isinstance(m, Linear)]
+        if not linears:
             raise ValueError(f"plot_weights: {type(weights).__name__} has no Linear layer whose weights to show")
-        weights = layer.params["W"]
-    return np.asarray(to_numpy(weights), dtype=np.float64)
+        if len(linears) == 1 and weights is not linears[0]:
+            what = "class"  # a model whose only Linear layer is its output: a linear classifier
+        weights = linears[0].params["W"]
+    return np.asarray(to_numpy(weights), dtype=np.float64), what
 
 
 def _as_hwc(image: np.ndarray) -> np.ndarray:
@@ -153,7 +216,8 @@ def plot_weights(
     class_names: Sequence[str] | None = None,
     ncols: int = 5,
 ) -> Figure:
-    """A linear classifier's weights as one image per class (the course's CIFAR-10 templates).
+    """A layer's weights as one image per output unit: a linear classifier's class
+    templates (the course's CIFAR-10 exercise) or a first hidden layer's features.
 
     Args:
         weights: an array (D, K) from any backend - column ``k`` is class ``k``'s
@@ -162,18 +226,20 @@ def plot_weights(
         image_shape: the shape of one input image, with ``prod(image_shape) == D``:
             (H, W, C) (channels last, as CIFAR-10 in the course), (C, H, W) with C in
             {1, 3}, or (H, W) for grayscale such as (8, 8) digits or (28, 28) MNIST.
-        class_names: K titles (default ``"class 0"``, ...).
+        class_names: K titles. Default: ``"class 0"``, ... for a model whose only
+            Linear layer is its output (a linear classifier); ``"unit 0"``, ... for
+            anything else (a hidden layer such as ``model[0]``, a lone Linear or an
+            array), since a hidden unit is not a class.
         ncols: tiles per row.
 
     Returns:
-        The Figure, one axes per class; each template is min-max rescaled to [0, 1] on
+        The Figure, one axes per column of the weights; each template is min-max rescaled to [0, 1] on
         its own, so the tiles show patterns, not relative magnitudes.
 
     Raises:
         ValueError: D does not match ``prod(image_shape)``, or ``class_names`` has not K entries.
     """
-    Figure = _figure_class()
-    W = _weight_matrix(weights)
+    W, what = _weight_matrix(weights)
     image_shape = tuple(int(n) for n in image_shape)
     size = math.prod(image_shape)
     if W.ndim != 2:
@@ -189,11 +255,11 @@ def plot_weights(
         raise ValueError(f"plot_weights got {len(class_names)} class_names for {K} classes")
 
     ncols = max(1, min(ncols, K))
-    fig = Figure(figsize=(1.7 * ncols, 1.9 * math.ceil(K / ncols)), layout="constrained")
+    fig = _new_figure(figsize=(1.7 * ncols, 1.9 * math.ceil(K / ncols)), layout="constrained")
     for k, ax in enumerate(_grid(fig, K, ncols)):
         template = _rescale(_as_hwc(W[:, k].reshape(image_shape)))
         ax.imshow(template, cmap="gray" if template.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
-        ax.set_title(class_names[k] if class_names is not None else f"class {k}", fontsize=9)
+        ax.set_title(class_names[k] if class_names is not None else f"{what} {k}", fontsize=9)
         ax.set_axis_off()
     return fig
 
@@ -231,7 +297,8 @@ def plot_contour_path(
             ``lambda x, y: (1 - x)**2 + 100 * (y - x**2)**2``.
         path: the iterates, an (n, 2) array from any backend or a sequence of n
             (x, y) points; drawn as a line with markers, start and end marked.
-        xlim, ylim: the region shown.
+        xlim: the range of x shown.
+        ylim: the range of y shown.
         levels: the number of contour levels, or their values.
         ax: draw on this axes (default: a new Figure).
         log_scale: space the levels logarithmically - for valleys like Rosenbrock's;
@@ -244,8 +311,7 @@ def plot_contour_path(
         ValueError: ``f`` did not return one value per grid point, ``path`` is not
             (n, 2), or ``log_scale`` with no positive value of ``f`` on the grid.
     """
-    Figure = _figure_class()
-    fig = Figure(figsize=(6, 5), layout="constrained") if ax is None else _root_figure(ax)
+    fig = _new_figure(figsize=(6, 5), layout="constrained") if ax is None else _root_figure(ax)
     if ax is None:
         ax = fig.add_subplot()
     points = None if path is None else _path_points(path)
@@ -359,7 +425,6 @@ def plot_images(
         ValueError: an unsupported shape, no images, more than 256 images, or labels /
             predictions whose length is not N.
     """
-    Figure = _figure_class()
     x = _image_batch(images)
     n = x.shape[0]
     if n == 0:
@@ -370,7 +435,7 @@ def plot_images(
     pred = _class_labels(predictions, n, "predictions")
 
     ncols = max(1, min(ncols, n))
-    fig = Figure(figsize=(1.5 * ncols, 1.7 * math.ceil(n / ncols)), layout="constrained")
+    fig = _new_figure(figsize=(1.5 * ncols, 1.7 * math.ceil(n / ncols)), layout="constrained")
     raw = x.dtype == np.uint8
     for i, ax in enumerate(_grid(fig, n, ncols)):
         image = x[i] if raw else _rescale(np.asarray(x[i], dtype=np.float64))

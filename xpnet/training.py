@@ -360,8 +360,10 @@ def evaluate(model: Any, loss: Any, X: Any, y: Any, *, batch_size: int = 1024,
     large test set does not exhaust GPU memory).
 
     Args:
-        model, loss: as :func:`fit`.
-        X: inputs (N, ...); y: targets (N,) labels, (N, K) one-hot or floats.
+        model: as :func:`fit`.
+        loss: as :func:`fit`.
+        X: inputs (N, ...).
+        y: targets (N,) labels, (N, K) one-hot or floats.
         batch_size: samples per forward pass.
         metrics: as :func:`fit`.
 

@@ -22,12 +22,14 @@ class Linear(Module):
     of output ``k``, as in the course's linear classifiers.
 
     Args:
-        in_features, out_features: sizes of the input and output.
+        in_features: size of the input (D).
+        out_features: size of the output (M).
         bias: whether to add ``b``.
         init: weight initializer: a name from :mod:`xpnet.init` (default
             ``"xavier_uniform"``), a float std (the course's ``weight_scale``), or a
             callable ``f(shape, *, dtype, device, rng)``. Biases start at zero.
-        dtype, device: default ``xpnet.default_dtype()`` and the current device.
+        dtype: default ``xpnet.default_dtype()``.
+        device: default the current device.
         rng: seed or ``numpy.random.Generator`` for the weights (default xpnet's).
     """
 

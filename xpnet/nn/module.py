@@ -29,6 +29,7 @@ class Parameter:
 
     @property
     def value(self) -> Any:
+        """The parameter's array; assigning replaces it in the module."""
         return self.module.params[self.name]
 
     @value.setter
@@ -37,6 +38,7 @@ class Parameter:
 
     @property
     def grad(self) -> Any:
+        """The gradient stored by the module's last ``backward`` (same shape as ``value``)."""
         try:
             return self.module.grads[self.name]
         except KeyError:
@@ -55,6 +57,7 @@ class Parameter:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The shape of ``value`` as a tuple of ints."""
         return tuple(self.value.shape)
 
     def __repr__(self) -> str:
