@@ -39,8 +39,9 @@ assigning a new list to ``coefs_`` or ``intercepts_`` loads it on any device.
 
 Losses are xpnet's, weighted by ``sample_weight`` (:mod:`xpnet.losses`): softmax
 cross-entropy, binary cross-entropy on logits, half the squared error summed over
-outputs (scikit-learn reports its mean over outputs, but steps on the sum), and
-:class:`xpnet.losses.PoissonLoss`.
+outputs, and :class:`xpnet.losses.PoissonLoss`. Like scikit-learn, the regressor
+reports the squared error's mean over outputs in ``loss_`` and ``loss_curve_`` (and
+hands that value to L-BFGS) while stepping on the gradient of the sum.
 """
 
 from __future__ import annotations
@@ -422,6 +423,10 @@ class _BaseMLP(BaseEstimator):
         out = self.model_.forward(X)
         value = loss.forward(out, y, sample_weight=sample_weight)
         self.model_.backward_params(loss.backward())
+        if self.out_activation_ == "identity" and self.n_outputs_ > 1:
+            # scikit-learn reports (and L-BFGS minimizes) the squared error's mean over
+            # outputs but steps on the gradient of its sum; kept for the same runs.
+            value = value / float(self.n_outputs_)
         xp = _backend.array_namespace(out)
         sw_sum = float(X.shape[0]) if sample_weight is None else xp.sum(sample_weight)
         if self.alpha:
@@ -797,9 +802,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """``log(predict_proba(X))``, in X's namespace under Array API dispatch."""
         check_is_fitted(self)
         X, where = _host_input(X)
-        y_prob = self._proba(X)
         with np.errstate(divide="ignore"):
-            return _to_input_device(np.log(y_prob, out=y_prob), where)
+            return _to_input_device(np.log(self._proba(X)), where)
 
     def predict_proba(self, X: Any) -> Any:
         """Probabilities (n_samples, n_classes), columns ordered as ``classes_``; for a
