@@ -232,7 +232,7 @@ def _densify(block: Any, device: _backend.Device, dtype: str) -> Any:
     to the device, where they are scattered into zeros."""
     n, d = block.shape
     xp = device.xp
-    if not _can_scatter(xp) or device.backend == "numpy":
+    if not _can_scatter(xp):
         return device.asarray(block.toarray(), dtype=dtype)
     coo = block.tocoo()
     coo.sum_duplicates()
