@@ -10,6 +10,12 @@ read) unless ``validate=False``: integer labels' range, binary cross-entropy's
 float targets in [0, 1], softmax cross-entropy's (N, K) targets being one-hot rows
 or class probabilities. :func:`xpnet.fit` validates the whole target set once
 before training and then skips the per-step check.
+
+Sample weights: ``forward(pred, target, sample_weight=w)`` with ``w`` of shape (N,)
+on pred's device gives the weighted mean ``sum(w_i l_i) / sum(w_i)`` of the
+per-sample losses ``l_i`` (the plain mean when every ``w_i`` is equal), and
+``backward()`` its gradient: each row of the unweighted gradient times
+``N w_i / sum(w)``. This is scikit-learn's ``sample_weight`` convention.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from . import functional as F
 from .backend import array_namespace, check_same_device, dtype_name, to_numpy
 from .errors import LabelError, NonFiniteLossError, ShapeError
 
-__all__ = ["Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MeanSquaredError", "get"]
+__all__ = ["Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MeanSquaredError", "PoissonLoss", "get"]
 
 
 def _is_integer(array: Any) -> bool:
@@ -42,13 +48,16 @@ class Loss:
         self.check_finite = _validate.boolean(type(self).__name__, "check_finite", check_finite)
         self.validate = _validate.boolean(type(self).__name__, "validate", validate)
         self._cache: tuple[Any, Any] | None = None
+        self._row_scale: Any = None
 
-    def __call__(self, pred: Any, target: Any) -> Any:
-        return self.forward(pred, target)
+    def __call__(self, pred: Any, target: Any, sample_weight: Any = None) -> Any:
+        return self.forward(pred, target, sample_weight=sample_weight)
 
-    def forward(self, pred: Any, target: Any) -> Any:
-        """Loss of ``pred`` against ``target`` as a 0-d array on pred's device."""
+    def forward(self, pred: Any, target: Any, sample_weight: Any = None) -> Any:
+        """Loss of ``pred`` against ``target`` as a 0-d array on pred's device:
+        the batch mean, or with ``sample_weight`` (N,) the weighted mean."""
         name = type(self).__name__
+        self._row_scale = None
         check_same_device(name, {"prediction": pred, "target": target})
         if pred.ndim < 1 or pred.shape[0] != target.shape[0]:
             raise ShapeError(
@@ -59,7 +68,10 @@ class Loss:
             self.validate_target(pred.shape, target)
         t = self._target(pred, target)
         self._cache = (pred, t)
-        value = self._value(pred, t)
+        if sample_weight is None:
+            value = self._value(pred, t)
+        else:
+            value = self._weighted_value(pred, t, sample_weight)
         if self.check_finite and not bool(array_namespace(value).isfinite(value)):
             raise NonFiniteLossError(f"{name} is {float(value)}; check the learning rate and the input data")
         return value
@@ -68,7 +80,31 @@ class Loss:
         """dL/d(pred) for the last ``forward``, averaged over the batch; pred's shape."""
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward() called before forward()")
-        return self._grad(*self._cache)
+        grad = self._grad(*self._cache)
+        if self._row_scale is not None:
+            grad = grad * self._row_scale
+        return grad
+
+    def _weighted_value(self, pred: Any, target: Any, sample_weight: Any) -> Any:
+        name = type(self).__name__
+        xp = check_same_device(name, {"prediction": pred, "sample_weight": sample_weight})
+        n = pred.shape[0]
+        if tuple(sample_weight.shape) != (n,):
+            raise ShapeError(
+                f"{name} got sample_weight of shape {tuple(sample_weight.shape)} for a batch of {n}; "
+                f"pass one weight per sample, shape ({n},)"
+            )
+        w = xp.astype(sample_weight, pred.dtype)
+        total = xp.sum(w)
+        # The unweighted gradient is the per-sample gradient divided by N; rescaling
+        # each row by N w_i / sum(w) turns it into the weighted mean's gradient.
+        scale = w * (float(n) / total)
+        self._row_scale = xp.reshape(scale, (n,) + (1,) * (pred.ndim - 1))
+        return xp.sum(w * self._per_sample(pred, target)) / total
+
+    def _per_sample(self, pred: Any, target: Any) -> Any:
+        """Per-sample losses (N,) whose mean is ``_value``; needed for sample weights."""
+        raise NotImplementedError(f"{type(self).__name__} does not support sample_weight")
 
     def validate_target(self, pred_shape: tuple[int, ...], target: Any) -> None:
         """Raise :class:`~xpnet.errors.LabelError` if ``target`` cannot go with
@@ -167,6 +203,10 @@ class SoftmaxCrossEntropy(Loss):
     def _grad(self, pred, target):
         return F.softmax_cross_entropy_backward(pred, target, log_probs=self._log_probs)
 
+    def _per_sample(self, pred, target):
+        self._log_probs = F.log_softmax(pred)
+        return -array_namespace(pred).sum(target * self._log_probs, axis=1)
+
 
 def _same_shape_target(name: str, pred: Any, target: Any) -> Any:
     """Targets for elementwise losses: same shape as pred; (N,) is accepted for (N, 1)
@@ -222,6 +262,16 @@ class BinaryCrossEntropy(Loss):
             return F.binary_cross_entropy_with_logits_backward(pred, target)
         return F.binary_cross_entropy_backward(pred, target)
 
+    def _per_sample(self, pred, target):
+        xp = array_namespace(pred, target)
+        if self.from_logits:
+            z = pred
+            per_elem = xp.maximum(z, xp.zeros_like(z)) - z * target + xp.log1p(xp.exp(-xp.abs(z)))
+        else:
+            p = F.clip_probabilities(pred)
+            per_elem = -(target * xp.log(p) + (1.0 - target) * xp.log(1.0 - p))
+        return _sum_per_sample(xp, per_elem)
+
     def get_config(self):
         return {"from_logits": self.from_logits}
 
@@ -247,6 +297,60 @@ class MeanSquaredError(Loss):
     def _grad(self, pred, target):
         return F.mean_squared_error_backward(pred, target)
 
+    def _per_sample(self, pred, target):
+        xp = array_namespace(pred, target)
+        diff = pred - target
+        return 0.5 * _sum_per_sample(xp, diff * diff)
+
+
+def _sum_per_sample(xp: Any, per_elem: Any) -> Any:
+    """(N, ...) -> (N,): the sum over every axis but the batch axis."""
+    if per_elem.ndim == 1:
+        return per_elem
+    return xp.sum(xp.reshape(per_elem, (per_elem.shape[0], -1)), axis=1)
+
+
+class PoissonLoss(Loss):
+    """Half the Poisson deviance of the rate ``exp(pred)``, on log-rates.
+
+    Per sample and output: ``exp(z) - t z + t log(t) - t`` (with ``0 log 0 = 0``),
+    which is 0 where ``exp(z) == t``; summed over outputs, averaged over the batch.
+    ``backward()`` is ``(exp(z) - t) / N``. The ``t log(t) - t`` terms do not depend
+    on ``z``: scikit-learn's ``MLPRegressor(loss="poisson")`` reports the same value.
+    Targets are counts or rates, ``t >= 0``.
+
+    Shapes: pred (log-rates) (N, M) or (N,); target the same shape (or (N,) for
+    (N, 1)) -> 0-d loss.
+    """
+
+    def validate_target(self, pred_shape, target):
+        xp = array_namespace(target)
+        valid = target >= 0  # False for NaN too
+        rows = valid if valid.ndim == 1 else xp.all(xp.reshape(valid, (valid.shape[0], -1)), axis=1)
+        _first_bad_row(type(self).__name__, target, xp.logical_not(rows),
+                       "targets must be counts or rates >= 0 (the Poisson deviance is undefined below 0)")
+
+    def _target(self, pred, target):
+        return _same_shape_target(type(self).__name__, pred, target)
+
+    def _per_element(self, pred, target):
+        xp = array_namespace(pred, target)
+        positive = target > 0.0
+        safe = xp.where(positive, target, xp.ones_like(target))
+        t_log_t = xp.where(positive, target * xp.log(safe), xp.zeros_like(target))
+        return xp.exp(pred) - target * pred + t_log_t - target
+
+    def _per_sample(self, pred, target):
+        return _sum_per_sample(array_namespace(pred), self._per_element(pred, target))
+
+    def _value(self, pred, target):
+        xp = array_namespace(pred, target)
+        return xp.sum(self._per_element(pred, target)) / float(max(pred.shape[0], 1))
+
+    def _grad(self, pred, target):
+        xp = array_namespace(pred, target)
+        return (xp.exp(pred) - target) / float(max(pred.shape[0], 1))
+
 
 _BY_NAME = {
     "softmax_cross_entropy": SoftmaxCrossEntropy,
@@ -255,11 +359,12 @@ _BY_NAME = {
     "bce": BinaryCrossEntropy,
     "mse": MeanSquaredError,
     "mean_squared_error": MeanSquaredError,
+    "poisson": PoissonLoss,
 }
 
 
 def get(loss: str | Loss) -> Loss:
-    """A Loss instance from an instance or a name (``"cross_entropy"``, ``"bce"``, ``"mse"``)."""
+    """A Loss instance from an instance or a name (``"cross_entropy"``, ``"bce"``, ``"mse"``, ``"poisson"``)."""
     if isinstance(loss, Loss):
         return loss
     if isinstance(loss, str) and loss in _BY_NAME:
