@@ -168,7 +168,11 @@ class Adam(Optimizer):
         m = self.beta1 * state["m"] + (1.0 - self.beta1) * g
         v = self.beta2 * state["v"] + (1.0 - self.beta2) * (g * g)
         state["m"], state["v"] = m, v
-        step = self.lr * math.sqrt(1.0 - self.beta2**self.t) / (1.0 - self.beta1**self.t)
+        # a compiled step passes t (and lr) as traced or device scalars: `** 0.5` then
+        # stays on the device; eager Python floats keep math.sqrt's exact rounding
+        correction = 1.0 - self.beta2**self.t
+        root = math.sqrt(correction) if isinstance(correction, float) else correction**0.5
+        step = self.lr * root / (1.0 - self.beta1**self.t)
         return w - step * m / (xp.sqrt(v) + self.eps)
 
     def get_config(self):

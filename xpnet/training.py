@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _compile
 from . import backend as _backend
 from . import losses as _losses
 from . import metrics as _metrics
@@ -145,6 +146,15 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(1)
 
+    def note(self, text: str) -> None:
+        """One line outside the bar (e.g. why the step runs eagerly)."""
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
     def epoch(self, epoch: int, logs: dict[str, float], seconds: float) -> None:
         if not self.enabled:
             return
@@ -201,6 +211,7 @@ def fit(
     callbacks: Sequence[Callback] = (),
     seed: int | None = None,
     progress: bool = True,
+    compile: bool | str = "auto",
 ) -> History:
     """Train ``model`` on ``(X, y)`` and return a :class:`~xpnet.History`.
 
@@ -226,6 +237,11 @@ def fit(
         callbacks: :class:`xpnet.callbacks.Callback` objects.
         seed: reseeds xpnet's generator (shuffling, dropout) for a repeatable run.
         progress: show a progress bar (terminal/notebook) or one line per epoch.
+        compile: ``"auto"`` (default) runs a compiled step where the backend has one
+            (NumPy: preallocated in-place kernels; JAX: ``jax.jit``; CuPy: a CUDA
+            graph) and the model's layers are all known to it, else the eager step with
+            a one-line note; ``False`` runs the eager op-by-op step (the readable
+            reference); ``True`` is ``"auto"`` that raises instead of falling back.
 
     Returns:
         History with ``history["loss"]``, metrics, ``val_*`` entries and ``"lr"`` per
@@ -269,30 +285,32 @@ def fit(
     progress_bar = _Progress(progress, epochs, max(steps, 1))
     threshold = _threshold(loss)
     xp = array_namespace(Xd)
+    step = _compile.cached_train_step(model, loss, optimizer, compile=compile, metrics=metric_fns, threshold=threshold)
+    if step.note:
+        progress_bar.note(step.note)
+    step.begin()
+    history.params["compile"] = step.strategy
+    compile_seconds = step.compile_seconds
+    sum_dtype = device.dtype(model.dtype or _backend.default_dtype())
     logs: dict[str, float] = {}
     try:
         with _DeferInterrupt() as interrupt, _trusted_targets(loss):
             for epoch in range(epochs):
                 start = time.perf_counter()
                 model.train()
-                total = xp.zeros((), dtype=device.dtype(model.dtype or _backend.default_dtype()), device=device.native)
-                counts = [total] * len(metric_fns)
+                # loss * batch size, then each metric's count: 0-d device arrays
+                sums = [xp.zeros((), dtype=sum_dtype, device=device.native) for _ in range(1 + len(metric_fns))]
                 seen = 0
                 for idx in _batches(n, batch_size, shuffle, drop_last, device):
                     xb, yb = _take(Xd, idx), _take(yd, idx)
-                    out = model.forward(xb)
-                    value = loss.forward(out, yb)
-                    model.backward_params(loss.backward())
-                    optimizer.step()
-                    nb = xb.shape[0]
-                    total = total + value * float(nb)
-                    counts = [c + fn(yb, out, threshold) for c, (_, fn) in zip(counts, metric_fns, strict=False)]
-                    seen += nb
+                    sums = step.accumulate(xb, yb, sums)
+                    seen += xb.shape[0]
                     progress_bar.step()
                     if interrupt.requested:
                         break
                 if seen == 0:
                     break
+                total, *counts = sums
                 logs = {"loss": float(total) / seen}
                 for (name, _), c in zip(metric_fns, counts, strict=False):
                     rate = float(c) / seen
@@ -313,6 +331,7 @@ def fit(
                 if run.stop_training:
                     break
     finally:
+        history.params["compile_seconds"] = step.compile_seconds - compile_seconds
         progress_bar.close()
         for cb in run.callbacks:
             cb.on_train_end(logs)
