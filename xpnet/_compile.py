@@ -188,12 +188,12 @@ class CompiledStep(EagerStep):
         return result
 
     def _check(self, xb: Any, yb: Any) -> None:
-        """The eager path's own checks, once: a one-sample forward in eval mode gives
-        its shape, dtype and device errors; the loss checks targets (label range)."""
+        """The eager path's own checks, once: a forward in eval mode gives its shape,
+        dtype and device errors; the loss checks targets (label range)."""
         model = self.model
         modes = [m.training for m in model.modules()]
         try:
-            out = model.eval().forward(xb[:1, ...])
+            out = model.eval().forward(xb)
         finally:
             for m, mode in zip(model.modules(), modes, strict=True):
                 m.training = mode
