@@ -634,6 +634,7 @@ def cmd_run(args) -> dict:
     import resource
     wl = WORKLOADS[args.workload]
     dtype = np.dtype(args.dtype).type
+    rss_bare = _rss_mib_now()  # interpreter + numpy (+ this harness), no data yet
     data = make_data(wl, dtype, args.seed)
     rss_data = _rss_mib_now()
     n = data.X.shape[0]
@@ -669,6 +670,7 @@ def cmd_run(args) -> dict:
         "threads": _THREADS,
         "final_loss": final_loss,
         "chance_loss": math.log(10),
+        "rss_bare_numpy_mib": rss_bare,
         "rss_after_data_mib": rss_data,
         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "data_mib": data.X.nbytes / 2 ** 20,
@@ -757,8 +759,9 @@ def cmd_suite(args):
                     "threads": args.threads,
                     "final_loss": recs[-1]["final_loss"],
                 }
+                agg["rss_bare_numpy_mib"] = statistics.median(rec["rss_bare_numpy_mib"] for rec in recs)
                 for key in ("sklearn_internal_dtype", "sklearn_n_iter_per_fit",
-                            "torch_threads"):
+                            "torch_threads", "compile_strategy", "compile_seconds"):
                     if key in recs[-1]:
                         agg[key] = recs[-1][key]
                 emit(agg)
@@ -807,26 +810,89 @@ def cmd_peak(args):
 # markdown table
 # --------------------------------------------------------------------------
 
-def cmd_table(args):
-    rows = []
-    for path in args.files:
-        with open(path) as f:
-            rows += [json.loads(ln) for ln in f if ln.strip()]
+def table_lines(rows):
+    """Markdown table of the summary rows of a suite run."""
     rows = [r for r in rows if r.get("kind") == "summary"]
 
     def fmt(x, spec):
         return "–" if x is None else format(x, spec)
 
-    print("| workload | dtype | contender | median s/epoch | min–max s | GFLOP/s "
-          "| × gemm_floor | × numpy_handwritten | CPU/wall | max RSS MiB | final loss |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines = ["| workload | dtype | contender | median s/epoch | min–max s | GFLOP/s "
+             "| × gemm_floor | × numpy_handwritten | CPU/wall | max RSS MiB "
+             "| RSS − bare numpy − data MiB | compile s | final loss |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        print(f"| {r['workload']} | {r['dtype']} | {r['contender']} "
-              f"| {r['seconds_per_epoch']:.3f} | {r['min']:.3f}–{r['max']:.3f} "
-              f"| {r['gflops_per_s']:.1f} | {fmt(r['ratio_to_gemm_floor'], '.2f')} "
-              f"| {fmt(r['ratio_to_numpy_handwritten'], '.2f')} "
-              f"| {fmt(r.get('cpu_per_wall'), '.2f')} "
-              f"| {r['max_rss_mib']:.0f} | {fmt(r['final_loss'], '.3f')} |")
+        bare = r.get("rss_bare_numpy_mib")
+        extra = None if bare is None else r["max_rss_mib"] - bare - r["data_mib"]
+        lines.append(
+            f"| {r['workload']} | {r['dtype']} | {r['contender']} "
+            f"| {r['seconds_per_epoch']:.3f} | {r['min']:.3f}–{r['max']:.3f} "
+            f"| {r['gflops_per_s']:.1f} | {fmt(r['ratio_to_gemm_floor'], '.2f')} "
+            f"| {fmt(r['ratio_to_numpy_handwritten'], '.2f')} "
+            f"| {fmt(r.get('cpu_per_wall'), '.2f')} "
+            f"| {r['max_rss_mib']:.0f} | {fmt(extra, '.0f')} "
+            f"| {fmt(r.get('compile_seconds'), '.2f')} | {fmt(r['final_loss'], '.3f')} |")
+    return lines
+
+
+def cmd_table(args):
+    rows = []
+    for path in args.files:
+        with open(path) as f:
+            rows += [json.loads(ln) for ln in f if ln.strip()]
+    print("\n".join(table_lines(rows)))
+
+
+def _machine():
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(),
+            "python": platform.python_version(), "numpy": np.__version__}
+
+
+def cmd_all(args):
+    """Every workload, dtype and contender; results/<name>.jsonl and .md."""
+    contenders = ["gemm_floor", "numpy_handwritten", "xpnet_fit", "xpnet_fit_eager", "xpnet_fit_jax",
+                  "torch_eager", "sklearn_mlp"]
+    import importlib.util
+    contenders = [c for c in contenders
+                  if not (c == "torch_eager" and importlib.util.find_spec("torch") is None)
+                  and not (c == "xpnet_fit_jax" and importlib.util.find_spec("jax") is None)]
+    results = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    os.makedirs(results, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d")
+    jsonl = os.path.join(results, f"{args.name}-{stamp}.jsonl")
+    if os.path.exists(jsonl):
+        os.remove(jsonl)
+    load_before, started = os.getloadavg(), time.time()
+    suite = argparse.Namespace(contenders=",".join(contenders), workloads="mnist,digits",
+                               dtypes="float32,float64", rounds=args.rounds, epochs=args.epochs,
+                               warmup=args.warmup, threads=args.threads, seed=args.seed, out=jsonl)
+    cmd_suite(suite)
+    load_after, minutes = os.getloadavg(), (time.time() - started) / 60
+    with open(jsonl) as f:
+        rows = [json.loads(ln) for ln in f if ln.strip()]
+    m = _machine()
+    header = [
+        f"# anchors.py all: {stamp}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['machine']}; Python {m['python']}, NumPy {m['numpy']}; "
+        f"BLAS/OpenMP/torch/XLA threads: {args.threads}.",
+        f"Load average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; "
+        f"after: {', '.join(f'{x:.2f}' for x in load_after)}. {args.note}",
+        f"{args.rounds} rounds × {args.epochs} timed epochs (after {args.warmup} warm-up) per contender, "
+        f"one child process per contender and round, order rotated each round; ratios are medians "
+        f"of per-round paired ratios. Run took {minutes:.1f} min.",
+        "",
+    ]
+    md = os.path.join(results, f"{args.name}-{stamp}.md")
+    with open(md, "w") as f:
+        f.write("\n".join(header + table_lines(rows)) + "\n")
+    print(f"wrote {jsonl} and {md}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------
@@ -863,6 +929,13 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=7)
     common(p)
 
+    p = sub.add_parser("all", help="the full comparison, written to results/NAME-DATE.{jsonl,md}")
+    p.add_argument("--name", default="cpu", help="names the machine in the result files")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=2, help="timed epochs per child")
+    p.add_argument("--note", default="", help="a sentence for the header (e.g. who else used the machine)")
+    common(p)
+
     p = sub.add_parser("table", help="markdown table from suite output files")
     p.add_argument("files", nargs="+")
 
@@ -873,6 +946,8 @@ def main(argv=None):
     _THREADS = args.threads
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)   # children inherit these too
+    if args.threads == 1:   # XLA's CPU thread pool, for the JAX contender
+        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
     import numpy
     np = numpy
 
@@ -880,6 +955,8 @@ def main(argv=None):
         print(json.dumps(cmd_run(args)), flush=True)
     elif args.cmd == "peak":
         cmd_peak(args)
+    elif args.cmd == "all":
+        cmd_all(args)
     else:
         cmd_suite(args)
 
