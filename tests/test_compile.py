@@ -204,8 +204,11 @@ def test_compiled_step_is_reused_across_fit_calls():
     loss = losses.SoftmaxCrossEntropy()
     for _ in range(2):
         xpnet.fit(model, loss, X, y, optimizer=opt, epochs=1, batch_size=BATCH, progress=False)
-    steps = list(xpnet._compile._CACHE[model].values())
+    steps = [s for s in xpnet._compile._CACHE.values() if s.model is model]
     assert len(steps) == 1 and len(steps[0]._plans) == 2  # full batches and the last partial one
+    opt.weight_decay = 1e-2  # a hyperparameter a JAX trace would freeze: a new step
+    xpnet.fit(model, loss, X, y, optimizer=opt, epochs=1, batch_size=BATCH, progress=False)
+    assert len([s for s in xpnet._compile._CACHE.values() if s.model is model]) == 2
 
 
 @pytest.mark.cuda

@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -808,20 +808,29 @@ def train_step(model: Any, loss: Any, optimizer: Any, *, compile: bool | str = "
     return CompiledStep(model, loss, optimizer, strategy=strategy, layers=layers, **kwargs)
 
 
-_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: The last few steps fit built, most recent last. Bounded rather than weak: a step
+#: holds its model, so a weak-keyed cache would keep every model alive anyway.
+_CACHE: OrderedDict[tuple, EagerStep] = OrderedDict()
+_CACHE_SIZE = 2
 
 
 def cached_train_step(model: Any, loss: Any, optimizer: Any, **kwargs: Any) -> EagerStep:
     """:func:`train_step`, reused across ``fit`` calls with the same model, loss,
-    optimizer and settings (a JAX step is then traced once, not once per call)."""
-    per_model = _CACHE.setdefault(model, {})
+    optimizer and settings (a JAX step is then traced once, not once per call).
+
+    Hyperparameters a trace may freeze (the optimizer's and loss's configuration) are
+    part of the key, so changing one between calls builds a new step.
+    """
     metrics = kwargs.get("metrics", ())
-    key = (id(loss), id(optimizer), kwargs.get("compile", "auto"), tuple(name for name, _ in metrics),
-           tuple(id(fn) for _, fn in metrics), kwargs.get("threshold", 0.5),
-           tuple(id(h) for h in kwargs.get("grad_hooks", ())))
-    step = per_model.get(key)
-    if step is None or step.loss is not loss or step.optimizer is not optimizer:
-        step = per_model[key] = train_step(model, loss, optimizer, **kwargs)
+    key = (id(model), id(loss), id(optimizer), repr(optimizer.get_config()), repr(loss.get_config()),
+           kwargs.get("compile", "auto"), tuple((name, id(fn)) for name, fn in metrics),
+           kwargs.get("threshold", 0.5), tuple(id(h) for h in kwargs.get("grad_hooks", ())))
+    step = _CACHE.get(key)
+    if step is None or step.model is not model or step.loss is not loss or step.optimizer is not optimizer:
+        step = _CACHE[key] = train_step(model, loss, optimizer, **kwargs)
+    _CACHE.move_to_end(key)
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
     return step
 
 
