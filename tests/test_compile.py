@@ -219,3 +219,19 @@ def test_cuda_graph_step_equals_eager():
         eager, compiled = _train("cuda", False, config), _train("cuda", "auto", config)
         assert compiled[0].params["compile"] == "cuda_graph"
         _assert_same_run(eager, compiled, rtol=1e-10)
+
+
+@pytest.mark.parametrize("device", ["cpu", "jax"])
+def test_parameters_the_optimizer_leaves_alone_stay_put(device):
+    _available(device)
+    X, y = np.random.default_rng(0).standard_normal((16, 4)), np.arange(16) % 3
+    runs = []
+    for compile in (False, "auto"):
+        model = _two_layer(device)
+        frozen = xpnet.to_numpy(model[0].params["W"]).copy()
+        opt = optim.Adam(model[2].parameters(), lr=0.01)  # fine-tune the last layer only
+        xpnet.fit(model, "cross_entropy", X, y, optimizer=opt, epochs=3, batch_size=8, shuffle=False,
+                  progress=False, compile=compile)
+        np.testing.assert_array_equal(xpnet.to_numpy(model[0].params["W"]), frozen)
+        runs.append(xpnet.to_numpy(model[2].params["W"]))
+    np.testing.assert_allclose(runs[1], runs[0], rtol=1e-12)

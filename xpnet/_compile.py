@@ -157,7 +157,7 @@ class CompiledStep(EagerStep):
 
     def begin(self) -> None:
         """Take ownership of fresh copies of the parameters and optimizer state."""
-        for p in self.optimizer.params:
+        for p in self.model.parameters():
             p.value = _fresh_copy(p.value)
         for p, state in zip(self.optimizer.params, self.optimizer.state, strict=True):
             for key in self.optimizer._state_names:
@@ -193,7 +193,12 @@ class CompiledStep(EagerStep):
         model = self.model
         modes = [m.training for m in model.modules()]
         try:
-            out = model.eval().forward(xb)
+            if self.strategy == "jax":
+                # the same layer code on abstract arrays: the same errors, without
+                # compiling every eager op for this shape first
+                out = _abstract_forward(model.eval(), xb)
+            else:
+                out = model.eval().forward(xb)
         finally:
             for m, mode in zip(model.modules(), modes, strict=True):
                 m.training = mode
@@ -569,13 +574,16 @@ class _TracedStep:
 
     def __init__(self, step: CompiledStep, n: int):
         self.step = step
+        # every parameter goes in as an argument, also those the optimizer leaves alone:
+        # a trace then never mixes its own arrays with concrete ones
+        self.params = step.model.parameters()
         self.dropouts = _active_dropouts(step.layers)
         self.nb = float(n)
 
     def __call__(self, params, states, sums, t, lr, xb, yb, masks):
         step = self.step
         model, loss, opt = step.model, step.loss, step.optimizer
-        for p, value in zip(opt.params, params, strict=True):
+        for p, value in zip(self.params, params, strict=True):
             p.value = value
         opt.state = [dict(s) for s in states]
         opt.t, opt.lr = t, lr
@@ -587,7 +595,7 @@ class _TracedStep:
         if sums is not None:
             new_sums = [sums[0] + value * self.nb] + [c + fn(yb, out, step.threshold)
                                                        for c, (_, fn) in zip(sums[1:], step.metric_fns, strict=True)]
-        return [p.value for p in opt.params], [dict(s) for s in opt.state], new_sums, value
+        return [p.value for p in self.params], [dict(s) for s in opt.state], new_sums, value
 
     def forward(self, x: Any, masks: Sequence[Any]) -> Any:
         if not self.dropouts:
@@ -627,6 +635,25 @@ def _mask_shapes(step: CompiledStep, xb: Any) -> list[tuple[int, ...]]:
     return shapes
 
 
+def _abstract_forward(model: Any, xb: Any) -> Any:
+    """``model.forward(xb)`` on abstract arrays (shapes and dtypes only)."""
+    import jax
+
+    handles = model.parameters()
+    saved = [p.value for p in handles]
+
+    def forward(params: list[Any], x: Any) -> Any:
+        for p, value in zip(handles, params, strict=True):
+            p.value = value
+        return model.forward(x)
+
+    try:
+        return jax.eval_shape(forward, saved, xb)
+    finally:
+        for p, value in zip(handles, saved, strict=True):
+            p.value = value
+
+
 class _JaxPlan:
     def __init__(self, step: CompiledStep, xb: Any, yb: Any):
         import jax
@@ -647,11 +674,11 @@ class _JaxPlan:
         masks = self.traced.masks(self.mask_shapes, self.dtype)
         try:
             with _unvalidated(step.loss):
-                params, states, sums, value = self.fn([p.value for p in opt.params], opt.state, sums,
+                params, states, sums, value = self.fn([p.value for p in self.traced.params], opt.state, sums,
                                                       float(t), lr, xb, yb, masks)
         finally:
             opt.t, opt.lr = t, lr
-        for p, v in zip(opt.params, params, strict=True):
+        for p, v in zip(self.traced.params, params, strict=True):
             p.value = v
         opt.state = states
         opt.t = t + 1
@@ -681,7 +708,7 @@ class _CudaGraphPlan:
         self.lr, self.t = cupy.zeros((), dtype=dtype), cupy.zeros((), dtype=dtype)
         self.sums = [cupy.zeros((), dtype=dtype) for _ in range(1 + len(step.metric_fns))]
         self.value = cupy.zeros((), dtype=dtype)
-        self.params = [p.value for p in opt.params]
+        self.params = [p.value for p in self.traced.params]
         self.states = [dict(s) for s in opt.state]
         self.pool = cupy.cuda.MemoryPool()
         self.stream = cupy.cuda.Stream(non_blocking=True)
@@ -699,7 +726,7 @@ class _CudaGraphPlan:
         for static, new in zip(self.sums, sums, strict=True):
             static[...] = new
         self.value[...] = value
-        for p, static in zip(opt.params, self.params, strict=True):
+        for p, static in zip(self.traced.params, self.params, strict=True):
             p.value = static
         opt.state = self.states
 
@@ -728,7 +755,7 @@ class _CudaGraphPlan:
 
     def rebind(self) -> None:
         opt = self.step.optimizer
-        for p, static in zip(opt.params, self.params, strict=True):
+        for p, static in zip(self.traced.params, self.params, strict=True):
             if p.value is not static:
                 static[...] = p.value
                 p.value = static
