@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -177,7 +178,16 @@ class CompiledStep(EagerStep):
         if not self._owned:
             self.begin()
         start = time.perf_counter()
-        plan = _PLANS[self.strategy](self, xb, yb)
+        try:
+            plan = _PLANS[self.strategy](self, xb, yb)
+        except Exception as exc:
+            if self.strategy != "cuda_graph":
+                raise
+            # a capture can fail on a driver or CuPy version we have not met: train
+            # eagerly rather than not at all, and say so
+            warnings.warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); this batch shape "
+                          f"trains with the eager step", RuntimeWarning, stacklevel=4)
+            plan = _EagerPlan(self)
         result = plan.run(xb, yb, sums)
         self.compile_seconds += time.perf_counter() - start
         self.model.clear_cache()  # a trace leaves tracers in the layers' caches
@@ -218,6 +228,19 @@ def _unvalidated(loss: Any):
         yield
     finally:
         loss.validate = previous
+
+
+class _EagerPlan:
+    """The eager step, as a plan (where a compiled one could not be built)."""
+
+    def __init__(self, step: CompiledStep):
+        self.step = step
+
+    def rebind(self) -> None:
+        pass
+
+    def run(self, xb: Any, yb: Any, sums: list[Any] | None) -> tuple[Any, Any]:
+        return EagerStep._run(self.step, xb, yb, sums)
 
 
 # ----------------------------------------------------------------------- NumPy plan
