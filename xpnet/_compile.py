@@ -685,7 +685,9 @@ class _JaxPlan:
         self.traced = _TracedStep(step, xb.shape[0])
         self.mask_shapes = _mask_shapes(step, xb)
         self.dtype = dtype_name(xb.dtype)
-        self.fn = jax.jit(self.traced, donate_argnums=(0, 1, 2))
+        # parameters and optimizer state are donated (updated without a second copy);
+        # the 0-d sums are not, so fit can start every epoch from the same zeros
+        self.fn = jax.jit(self.traced, donate_argnums=(0, 1))
 
     def rebind(self) -> None:
         pass

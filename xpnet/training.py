@@ -292,14 +292,16 @@ def fit(
     history.params["compile"] = step.strategy
     compile_seconds = step.compile_seconds
     sum_dtype = device.dtype(model.dtype or _backend.default_dtype())
+    # loss * batch size, then each metric's count, as 0-d device arrays; steps never
+    # modify these in place, so each epoch starts again from the same zeros
+    zeros = [xp.zeros((), dtype=sum_dtype, device=device.native) for _ in range(1 + len(metric_fns))]
     logs: dict[str, float] = {}
     try:
         with _DeferInterrupt() as interrupt, _trusted_targets(loss):
             for epoch in range(epochs):
                 start = time.perf_counter()
                 model.train()
-                # loss * batch size, then each metric's count: 0-d device arrays
-                sums = [xp.zeros((), dtype=sum_dtype, device=device.native) for _ in range(1 + len(metric_fns))]
+                sums = list(zeros)
                 seen = 0
                 for idx in _batches(n, batch_size, shuffle, drop_last, device):
                     xb, yb = _take(Xd, idx), _take(yd, idx)
