@@ -197,6 +197,15 @@ class CompiledStep(EagerStep):
         self._plans[key] = plan
         return result
 
+    def _grad_buffer(self, layer: Any, name: str) -> np.ndarray:
+        """One gradient array per parameter, shared by every NumPy plan of this step."""
+        key = (id(layer), name)
+        buf = self._grad_buffers.get(key)
+        if buf is None:
+            value = layer.params[name]
+            buf = self._grad_buffers[key] = np.empty(value.shape, value.dtype)
+        return buf
+
     def _check(self, xb: Any, yb: Any) -> None:
         """The eager path's own checks, once: a forward in eval mode gives its shape,
         dtype and device errors; the loss checks targets (label range)."""
@@ -275,8 +284,6 @@ class _NpLinear:
 
 
 class _NpReLU:
-    keeps_output = True
-
     def __init__(self, shape: tuple[int, ...], dtype: Any, inplace: bool):
         self.y = None if inplace else np.empty(shape, dtype)
         self.mask = np.empty(shape, bool)
@@ -294,8 +301,6 @@ class _NpReLU:
 
 
 class _NpSigmoid:
-    keeps_output = True
-
     def __init__(self, shape: tuple[int, ...], dtype: Any, inplace: bool):
         self.y = None if inplace else np.empty(shape, dtype)
         self.e, self.t = np.empty(shape, dtype), np.empty(shape, dtype)
@@ -321,8 +326,6 @@ class _NpSigmoid:
 
 
 class _NpTanh:
-    keeps_output = True
-
     def __init__(self, shape: tuple[int, ...], dtype: Any, inplace: bool):
         self.y = None if inplace else np.empty(shape, dtype)
         self.t = np.empty(shape, dtype)
@@ -338,8 +341,6 @@ class _NpTanh:
 
 
 class _NpDropout:
-    keeps_output = False
-
     def __init__(self, layer: Dropout, shape: tuple[int, ...], dtype: Any, inplace: bool):
         self.p = layer.p
         self.y = None if inplace else np.empty(shape, dtype)
@@ -358,8 +359,6 @@ class _NpDropout:
 
 class _NpReshape:
     """Flatten (and Identity, with no shape change): views, no copies."""
-
-    keeps_output = None  # ownership passes through
 
     def __init__(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]):
         self.in_shape, self.out_shape = in_shape, out_shape
@@ -516,10 +515,13 @@ class _NumpyPlan:
     def __init__(self, step: CompiledStep, xb: np.ndarray, yb: np.ndarray):
         self.step = step
         n, dtype = xb.shape[0], xb.dtype
+        # owned: x is a buffer of this plan that no backward pass reads (a Linear's or
+        # Dropout's output), so the next activation may overwrite it in place
         shape, owned = tuple(xb.shape), False
         self.forward_kernels: list[Any] = []
+        # as Sequential.backward_params: nothing before the first layer with parameters
+        # runs backward, and that layer skips its input gradient
         first_param = next((i for i, m in enumerate(step.layers) if m.params), None)
-        self.first_param = first_param
         for i, layer in enumerate(step.layers):
             if isinstance(layer, Linear):
                 kernel = _NpLinear(step, layer, n, dtype, need_dx=i != first_param)
@@ -575,18 +577,6 @@ class _NumpyPlan:
         threshold = self.step.threshold
         return [sums[0] + value * self.nb] + [c + fn(yb, out, threshold)
                                                for c, fn in zip(sums[1:], self.metrics, strict=True)]
-
-
-def _grad_buffer(self: CompiledStep, layer: Any, name: str) -> np.ndarray:
-    key = (id(layer), name)
-    buf = self._grad_buffers.get(key)
-    if buf is None:
-        value = layer.params[name]
-        buf = self._grad_buffers[key] = np.empty(value.shape, value.dtype)
-    return buf
-
-
-CompiledStep._grad_buffer = _grad_buffer
 
 
 # ------------------------------------------------------------------------- JAX plan
