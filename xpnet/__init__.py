@@ -10,6 +10,7 @@ JAX, PyTorch or array-api-strict.
 from __future__ import annotations
 
 from . import callbacks, data, distributed, functional, gradcheck, init, io, losses, metrics, nn, optim
+from ._compile import compile_step
 from .backend import (
     Device,
     asarray,
@@ -51,6 +52,7 @@ __all__ = [
     "callbacks",
     "fit",
     "evaluate",
+    "compile_step",
     "distributed",
     "History",
     "Variable",

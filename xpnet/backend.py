@@ -878,3 +878,18 @@ def check_same_device(where: str, arrays: dict[str, Any]) -> Any:
             f"xpnet.asarray(x, device=...) or the model with model.to(device)"
         )
     return xp
+
+
+# --------------------------------------------------------------- compiled training step
+#: How :func:`xpnet.compile_step` runs on each backend; ``xpnet/_compile.py`` holds the
+#: strategies. NumPy: preallocated buffers and in-place kernels. JAX: the step traced
+#: once and ``jax.jit``-ed. CuPy: the step captured as a CUDA graph. torch and
+#: array-api-strict run the eager step (strict exists to prove correctness; torch's
+#: eager step was not measured to gain from capture on the CPU).
+_COMPILE_STRATEGIES = {"numpy": "numpy", "jax": "jax", "cupy": "cuda_graph", "torch": "eager", "strict": "eager"}
+
+
+def compile_strategy(device: Device) -> str:
+    """The compiled-step strategy for ``device``: ``"numpy"``, ``"jax"``,
+    ``"cuda_graph"`` or ``"eager"``."""
+    return _COMPILE_STRATEGIES[device.backend]

@@ -249,7 +249,10 @@ class Adam(Optimizer):
         # Algorithm 1's  lr * m_hat / (sqrt(v_hat) + eps)  equals
         # lr * c2 / (1 - beta1**t) * m / (sqrt(v) + eps * c2)  with c2 = sqrt(1 - beta2**t):
         # the epsilon-hat form with eps scaled, so both forms cost the same array ops.
-        c2 = math.sqrt(1.0 - self.beta2**self.t)
+        # A compiled step passes t (and lr) as traced or device scalars: `** 0.5` then
+        # stays on the device; eager Python floats keep math.sqrt's exact rounding.
+        correction = 1.0 - self.beta2**self.t
+        c2 = math.sqrt(correction) if isinstance(correction, float) else correction**0.5
         eps = self.eps if self.eps_hat else self.eps * c2
         step = self.lr * c2 / (1.0 - self.beta1**self.t)
         return w - step * m / (xp.sqrt(v) + eps)

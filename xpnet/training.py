@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _validate
+from . import _compile, _validate
 from . import backend as _backend
 from . import distributed as _distributed
 from . import losses as _losses
@@ -153,6 +153,15 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(1)
 
+    def note(self, text: str) -> None:
+        """One line outside the bar (e.g. why the step runs eagerly)."""
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
     def epoch(self, epoch: int, logs: dict[str, float], seconds: float) -> None:
         if not self.enabled:
             return
@@ -210,6 +219,7 @@ def fit(
     callbacks: Sequence[Callback] = (),
     seed: int | None = None,
     progress: bool = True,
+    compile: bool | str = "auto",
     distributed: bool = False,
 ) -> History:
     """Train ``model`` on ``(X, y)`` and return a :class:`~xpnet.History`.
@@ -236,6 +246,11 @@ def fit(
         callbacks: :class:`xpnet.callbacks.Callback` objects.
         seed: reseeds xpnet's generator (shuffling, dropout) for a repeatable run.
         progress: show a progress bar (terminal/notebook) or one line per epoch.
+        compile: ``"auto"`` (default) runs a compiled step where the backend has one
+            (NumPy: preallocated in-place kernels; JAX: ``jax.jit``; CuPy: a CUDA
+            graph) and the model's layers are all known to it, else the eager step with
+            a one-line note; ``False`` runs the eager op-by-op step (the readable
+            reference); ``True`` is ``"auto"`` that raises instead of falling back.
         distributed: data-parallel training under ``mpiexec -n N`` (see
             :mod:`xpnet.distributed`): every rank passes the same (X, y), each global
             batch is split across ranks, gradients are averaged by shard size, and
@@ -287,6 +302,24 @@ def fit(
     progress_bar = _Progress(progress, epochs, max(steps, 1))
     threshold = _threshold(loss)
     xp = array_namespace(Xd)
+    if sync.sharded:
+        # Under MPI every rank runs the eager step inside the seam that averages the
+        # gradients (and agrees on faults) before the update.
+        if compile is True:
+            raise ValueError("fit(distributed=True) under mpiexec runs the eager step; use compile='auto' or False")
+        step = _compile.EagerStep(model, loss, optimizer, metrics=metric_fns, threshold=threshold, seam=sync.step)
+    else:
+        step = _compile.cached_train_step(model, loss, optimizer, compile=compile, metrics=metric_fns,
+                                          threshold=threshold)
+    if step.note:
+        progress_bar.note(step.note)
+    step.begin()
+    history.params["compile"] = step.strategy
+    compile_seconds = step.compile_seconds
+    sum_dtype = device.dtype(model.dtype or _backend.default_dtype())
+    # loss * batch size, then each metric's count, as 0-d device arrays; steps never
+    # modify these in place, so each epoch starts again from the same zeros
+    zeros = [xp.zeros((), dtype=sum_dtype, device=device.native) for _ in range(1 + len(metric_fns))]
     logs: dict[str, float] = {}
     try:
         with _DeferInterrupt() as interrupt, _trusted_targets(loss):
@@ -294,27 +327,16 @@ def fit(
             for epoch in range(epochs):
                 start = time.perf_counter()
                 model.train()
-                total = xp.zeros((), dtype=device.dtype(model.dtype or _backend.default_dtype()), device=device.native)
-                counts = [total] * len(metric_fns)
+                sums = list(zeros)
                 seen = 0
                 for idx in _batches(n, batch_size, shuffle, drop_last, device, sync):
                     xb, yb = _take(Xd, idx), _take(yd, idx)
-                    nb = xb.shape[0]
-                    # The seam for MPI: on leaving it the gradients are averaged over ranks.
-                    with sync.step(model, nb):
-                        if nb:  # a rank's shard of a small last batch can be empty
-                            out = model.forward(xb)
-                            value = loss.forward(out, yb)
-                            model.backward_params(loss.backward())
-                    optimizer.step()
-                    if nb:
-                        total = total + value * float(nb)
-                        counts = [c + fn(yb, out, threshold) for c, (_, fn) in zip(counts, metric_fns, strict=False)]
-                    seen += nb
+                    sums = step.accumulate(xb, yb, sums)
+                    seen += xb.shape[0]
                     progress_bar.step()
                     if interrupt.requested:
                         break
-                total, *counts, seen = sync.sum([float(total), *(float(c) for c in counts), seen])
+                total, *counts, seen = sync.sum([*(float(s) for s in sums), seen])
                 if seen == 0:
                     break
                 logs = {"loss": total / seen}
@@ -344,6 +366,7 @@ def fit(
         sync.fail(error)  # under MPI: a fault the other ranks did not hear of ends the job
         raise
     finally:
+        history.params["compile_seconds"] = step.compile_seconds - compile_seconds
         progress_bar.close()
         for cb in run.callbacks:
             cb.on_train_end(logs)

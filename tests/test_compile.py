@@ -1,0 +1,240 @@
+"""The compiled training step equals the eager one, on every backend CI has."""
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet import losses, nn, optim
+from xpnet.errors import LabelError, ShapeError
+
+N_SAMPLES, BATCH = 200, 64  # 100 steps = 25 epochs of 3 full batches and one of 8
+
+
+def _available(device):
+    try:
+        xpnet.backend.resolve_device(device)
+    except Exception as exc:  # noqa: BLE001 - becomes the skip reason
+        pytest.skip(f"{device} unavailable: {exc}")
+
+
+def _data(classes):
+    rng = np.random.default_rng(1)
+    return rng.standard_normal((N_SAMPLES, 3, 4)), rng.integers(0, classes, N_SAMPLES)
+
+
+def _model(activation, dropout, outputs):
+    layers = [nn.Flatten(), nn.Linear(12, 16), activation()]
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers, nn.Linear(16, 8), activation(), nn.Identity(), nn.Linear(8, outputs))
+
+
+CONFIGS = {
+    "sgd-nesterov-relu-ce-dropout": (nn.ReLU, 0.3, "sgd", losses.SoftmaxCrossEntropy, 5),
+    "adam-sigmoid-ce": (nn.Sigmoid, 0.0, "adam", losses.SoftmaxCrossEntropy, 5),
+    "adam-tanh-bce-logits": (nn.Tanh, 0.0, "adam", lambda: losses.BinaryCrossEntropy(from_logits=True), 1),
+    "sgd-relu-mse": (nn.ReLU, 0.0, "sgd", losses.MeanSquaredError, 1),
+    # a large eps, so that the epsilon-hat form differs visibly from Algorithm 1
+    "adam-eps-hat-relu-ce": (nn.ReLU, 0.0, "adam-eps-hat", losses.SoftmaxCrossEntropy, 5),
+}
+
+
+def _train(device, compile, config, epochs=25):
+    activation, dropout, opt_name, make_loss, outputs = CONFIGS[config]
+    X, y = _data(5 if outputs > 1 else 2)
+    with xpnet.using(device, dtype="float64"):
+        xpnet.seed(0)
+        model = _model(activation, dropout, outputs)
+        if opt_name == "sgd":
+            opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3, nesterov=True)
+        else:
+            opt = optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-3, eps=1e-3 if "hat" in opt_name else 1e-8,
+                             eps_hat="hat" in opt_name)
+        loss = make_loss()
+        metrics = () if isinstance(loss, losses.MeanSquaredError) else None
+        history = xpnet.fit(model, loss, X, y, optimizer=opt, epochs=epochs, batch_size=BATCH, seed=3,
+                            progress=False, compile=compile, metrics=metrics)
+    weights = {k: xpnet.to_numpy(v) for k, v in model.state_dict().items()}
+    return history, weights, opt
+
+
+def _assert_same_run(eager, compiled, rtol):
+    (h1, w1, o1), (h2, w2, o2) = eager, compiled
+    for key in h1.history:
+        np.testing.assert_allclose(h2[key], h1[key], rtol=rtol, err_msg=key)
+    for key in w1:
+        np.testing.assert_allclose(w2[key], w1[key], rtol=rtol, atol=rtol * np.abs(w1[key]).max(), err_msg=key)
+    assert o2.t == o1.t == 100
+    for s1, s2 in zip(o1.state, o2.state, strict=True):
+        for key in s1:
+            np.testing.assert_allclose(xpnet.to_numpy(s2[key]), xpnet.to_numpy(s1[key]), rtol=rtol,
+                                       atol=rtol * float(np.abs(xpnet.to_numpy(s1[key])).max()))
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_numpy_compiled_equals_eager_over_100_steps(config):
+    eager, compiled = _train("cpu", False, config), _train("cpu", "auto", config)
+    assert eager[0].params["compile"] == "eager" and compiled[0].params["compile"] == "numpy"
+    _assert_same_run(eager, compiled, rtol=1e-12)
+
+
+@pytest.mark.parametrize("config", ["sgd-nesterov-relu-ce-dropout", "adam-tanh-bce-logits"])
+def test_jax_compiled_equals_eager_over_100_steps(config):
+    _available("jax")
+    eager, compiled = _train("jax", False, config), _train("jax", "auto", config)
+    assert compiled[0].params["compile"] == "jax"
+    _assert_same_run(eager, compiled, rtol=1e-10)
+    # the host-drawn dropout masks make the JAX run the NumPy run too
+    _assert_same_run(_train("cpu", "auto", config), compiled, rtol=1e-10)
+
+
+def test_strict_runs_eager_and_matches_numpy():
+    _available("strict")
+    config = "sgd-nesterov-relu-ce-dropout"
+    strict = _train("strict", "auto", config, epochs=4)
+    assert strict[0].params["compile"] == "eager"
+    np.testing.assert_allclose(strict[0]["loss"], _train("cpu", "auto", config, epochs=4)[0]["loss"], rtol=1e-12)
+
+
+def _two_layer(device, dtype="float64"):
+    with xpnet.using(device, dtype=dtype):
+        xpnet.seed(0)
+        return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+@pytest.mark.parametrize("device", ["cpu", "jax"])
+def test_compile_step_returns_a_device_scalar_and_learning_rate_changes_need_no_rebuild(device):
+    _available(device)
+    model, reference = _two_layer(device), _two_layer(device)
+    opt, ref_opt = optim.SGD(model.parameters(), lr=0.1), optim.SGD(reference.parameters(), lr=0.1)
+    step = xpnet.compile_step(model, "cross_entropy", opt)
+    assert step.strategy == ("numpy" if device == "cpu" else "jax")
+    dev = model.device
+    rng = np.random.default_rng(0)
+    X, y = dev.asarray(rng.standard_normal((16, 4))), dev.asarray(rng.integers(0, 3, 16))
+    ref_loss = losses.SoftmaxCrossEntropy()
+    for lr in (0.1, 0.1, 0.01, 0.5):
+        opt.lr = ref_opt.lr = lr
+        value = step(X, y)
+        expected = ref_loss.forward(reference.forward(X), y)
+        reference.backward_params(ref_loss.backward())
+        ref_opt.step()
+        assert value.shape == () and xpnet.device_of(value) == dev
+        np.testing.assert_allclose(float(value), float(expected), rtol=1e-12)
+    assert len(step._plans) == 1
+    for key, value in reference.state_dict().items():
+        np.testing.assert_allclose(xpnet.to_numpy(model.state_dict()[key]), xpnet.to_numpy(value), rtol=1e-12)
+
+
+def test_compile_step_checks_once_when_built_and_leaves_earlier_arrays_alone():
+    model = _two_layer("cpu")
+    before = model.state_dict()
+    snapshot = {k: v.copy() for k, v in before.items()}
+    step = xpnet.compile_step(model, "cross_entropy", optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(ShapeError, match=r"Linear\(4→8\) got input of shape \(5, 6\)"):
+        step(np.zeros((5, 6)), np.zeros(5, dtype=np.int64))
+    with pytest.raises(LabelError, match=r"labels in \[0, 7\]"):
+        step(np.zeros((5, 4)), np.array([0, 1, 2, 7, 1]))
+    step(np.ones((5, 4)), np.array([0, 1, 2, 2, 1]))
+    for key, value in before.items():
+        np.testing.assert_array_equal(value, snapshot[key])  # the step trained copies
+        assert not np.array_equal(model.state_dict()[key], snapshot[key]) or key.endswith("b")
+
+
+class _Scale(nn.Module):
+    """A user layer with only forward and backward: no compiled kernel knows it."""
+
+    def forward(self, x):
+        return x * 2.0
+
+    def backward(self, grad_out):
+        return grad_out * 2.0
+
+
+def test_user_layer_falls_back_to_eager_with_a_note(capsys):
+    X, y = _data(3)
+    X = X.reshape(N_SAMPLES, 12)
+
+    def run(compile):
+        xpnet.seed(0)
+        model = nn.Sequential(nn.Linear(12, 6), _Scale(), nn.ReLU(), nn.Linear(6, 3))
+        return xpnet.fit(model, "cross_entropy", X, y, optimizer=optim.SGD(model.parameters(), lr=0.05), epochs=2,
+                         batch_size=BATCH, seed=1, compile=compile)
+
+    auto = run("auto")
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == (
+        "compile: running the eager step (_Scale has no compiled kernel); compile=False silences this note"
+    )
+    assert auto.params["compile"] == "eager"
+    eager = run(False)
+    assert "compile:" not in capsys.readouterr().out
+    assert auto["loss"] == eager["loss"]
+    with pytest.raises(ValueError, match="cannot compile the training step on cpu: _Scale has no compiled kernel"):
+        run(True)
+
+
+@pytest.mark.parametrize("device", ["cpu", "jax"])
+def test_gradient_hooks_run_between_backward_and_update(device):
+    _available(device)
+    seen = []
+
+    def halve(params):  # what a gradient allreduce over two equal workers does
+        for p in params:
+            p.module.grads[p.name] = p.grad * 0.5
+        seen.append(len(params))
+
+    X, y = np.random.default_rng(0).standard_normal((16, 4)), np.arange(16) % 3
+    results = {}
+    for name, hooks, lr in (("hooked", [halve], 0.2), ("plain", [], 0.1)):
+        model = _two_layer(device)
+        opt = optim.SGD(model.parameters(), lr=lr)
+        step = xpnet._compile.train_step(model, losses.SoftmaxCrossEntropy(), opt, grad_hooks=hooks)
+        dev = model.device
+        for _ in range(3):
+            step(dev.asarray(X), dev.asarray(y))
+        results[name] = (step.strategy, model.state_dict())
+    assert seen == [4, 4, 4]
+    assert results["hooked"][0] == ("numpy" if device == "cpu" else "eager")
+    for key, value in results["plain"][1].items():
+        np.testing.assert_allclose(xpnet.to_numpy(results["hooked"][1][key]), xpnet.to_numpy(value), rtol=1e-12)
+
+
+def test_compiled_step_is_reused_across_fit_calls():
+    X, y = _data(5)
+    model = _model(nn.ReLU, 0.0, 5)
+    opt = optim.Adam(model.parameters())
+    loss = losses.SoftmaxCrossEntropy()
+    for _ in range(2):
+        xpnet.fit(model, loss, X, y, optimizer=opt, epochs=1, batch_size=BATCH, progress=False)
+    steps = [s for s in xpnet._compile._CACHE.values() if s.model is model]
+    assert len(steps) == 1 and len(steps[0]._plans) == 2  # full batches and the last partial one
+    opt.weight_decay = 1e-2  # a hyperparameter a JAX trace would freeze: a new step
+    xpnet.fit(model, loss, X, y, optimizer=opt, epochs=1, batch_size=BATCH, progress=False)
+    assert len([s for s in xpnet._compile._CACHE.values() if s.model is model]) == 2
+
+
+@pytest.mark.cuda
+def test_cuda_graph_step_equals_eager():
+    if not xpnet.gpu_available():
+        pytest.skip("no CUDA GPU answers an allocation here (xpnet.gpu_available() is False)")
+    for config in sorted(CONFIGS):
+        eager, compiled = _train("cuda", False, config), _train("cuda", "auto", config)
+        assert compiled[0].params["compile"] == "cuda_graph"
+        _assert_same_run(eager, compiled, rtol=1e-10)
+
+
+@pytest.mark.parametrize("device", ["cpu", "jax"])
+def test_parameters_the_optimizer_leaves_alone_stay_put(device):
+    _available(device)
+    X, y = np.random.default_rng(0).standard_normal((16, 4)), np.arange(16) % 3
+    runs = []
+    for compile in (False, "auto"):
+        model = _two_layer(device)
+        frozen = xpnet.to_numpy(model[0].params["W"]).copy()
+        opt = optim.Adam(model[2].parameters(), lr=0.01)  # fine-tune the last layer only
+        xpnet.fit(model, "cross_entropy", X, y, optimizer=opt, epochs=3, batch_size=8, shuffle=False,
+                  progress=False, compile=compile)
+        np.testing.assert_array_equal(xpnet.to_numpy(model[0].params["W"]), frozen)
+        runs.append(xpnet.to_numpy(model[2].params["W"]))
+    np.testing.assert_allclose(runs[1], runs[0], rtol=1e-12)

@@ -1,0 +1,913 @@
+"""Compiled training steps: forward, loss, backward and update built once, replayed.
+
+The eager step (:class:`EagerStep`) is the readable reference::
+
+    out = model.forward(xb)
+    value = loss.forward(out, yb)
+    model.backward_params(loss.backward())
+    for hook in grad_hooks: hook(optimizer.params)     # e.g. a gradient allreduce
+    optimizer.step()
+
+:class:`CompiledStep` runs the same maths with a strategy chosen per backend by
+:func:`xpnet.backend.compile_strategy`:
+
+- ``"numpy"``: every activation, gradient and temporary preallocated for the batch
+  shape; NumPy called directly with ``out=``; parameters and optimizer state updated
+  in place. Same operations in the same order as the eager step, so the results agree
+  to the last bits in practice.
+- ``"jax"``: the eager step itself (the layers' own Array API code) traced once as a
+  pure function of (parameters, optimizer state, accumulators, t, lr, batch, dropout
+  masks) and ``jax.jit``-ed, parameters and state donated.
+- ``"cuda_graph"``: the eager step captured once as a CUDA graph over static buffers
+  (batch, masks, lr and t in device memory), replayed with ``graph.launch``.
+- ``"eager"``: the eager step (torch, array-api-strict; and any model with a layer the
+  compiled paths do not know, or with gradient hooks on JAX/CuPy).
+
+Every plan is built for one (batch shape, dtype, device, train/eval mode); a second
+shape (the last partial batch) gets a second plan. Dropout masks are drawn on the host
+from xpnet's seeded generator on every path, exactly as the eager Dropout draws them,
+so compiled and eager steps drop the same units.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import backend as _backend
+from . import losses as _losses
+from . import metrics as _metrics
+from . import optim as _optim
+from . import random as _random
+from .backend import array_namespace, dtype_name
+from .errors import ShapeError
+from .nn import Dropout, Flatten, Identity, Linear, ReLU, Sequential, Sigmoid, Tanh
+
+__all__ = ["compile_step", "CompiledStep", "EagerStep", "train_step"]
+
+#: Layers every compiled strategy knows. A model with any other layer runs eagerly.
+_KNOWN_LAYERS = (Linear, ReLU, Sigmoid, Tanh, Identity, Flatten, Dropout)
+_KNOWN_LOSSES = (_losses.SoftmaxCrossEntropy, _losses.BinaryCrossEntropy, _losses.MeanSquaredError)
+_KNOWN_OPTIMIZERS = (_optim.SGD, _optim.Adam)
+
+Metric = tuple[str, Callable[..., Any]]
+GradHook = Callable[[list[Any]], None]
+
+
+def _flat_layers(model: Any) -> tuple[list[Any], str | None]:
+    """The model as a flat list of known layers, or ([], why not)."""
+    if isinstance(model, Sequential) and type(model) is Sequential:
+        layers: list[Any] = []
+        for layer in model.layers:
+            sub, why = _flat_layers(layer)
+            if why:
+                return [], why
+            layers += sub
+        return layers, None
+    if type(model) in _KNOWN_LAYERS:
+        return [model], None
+    return [], f"{type(model).__name__} has no compiled kernel"
+
+
+def _dropout_mask(layer: Dropout, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """The host mask the eager :class:`Dropout` draws, drawn the same way (same
+    generator, same order), so every path drops the same units."""
+    keep = _random.generator().random(shape) >= layer.p
+    return (keep / (1.0 - layer.p)).astype(dtype)
+
+
+def _active_dropouts(layers: Sequence[Any]) -> list[Dropout]:
+    return [m for m in layers if isinstance(m, Dropout) and m.training and m.p > 0.0]
+
+
+def _fresh_copy(array: Any) -> Any:
+    return array_namespace(array).asarray(array, copy=True)
+
+
+# ----------------------------------------------------------------------- eager step
+class EagerStep:
+    """The reference step: the layers', loss's and optimizer's own code, op by op.
+
+    ``step(xb, yb)`` returns the loss (0-d array); ``step.accumulate(xb, yb, sums)``
+    also adds ``loss * batch`` and each metric's count to ``sums`` (0-d arrays) and
+    returns the new sums. ``grad_hooks`` run between backward and update with the
+    optimizer's parameter handles (the seam for gradient allreduce). ``seam(model, n)``,
+    a context manager around forward and backward (data-parallel fit's: it averages the
+    gradients over ranks and agrees on faults when it closes), may see an empty shard
+    (n = 0): the step then computes nothing, still updates, and adds nothing to the sums.
+    """
+
+    strategy = "eager"
+
+    def __init__(self, model: Any, loss: Any, optimizer: Any, *, metrics: Sequence[Metric] = (),
+                 threshold: float = 0.5, grad_hooks: Sequence[GradHook] = (), note: str | None = None,
+                 seam: Callable[[Any, int], contextlib.AbstractContextManager[None]] | None = None):
+        self.model, self.loss, self.optimizer = model, loss, optimizer
+        self.metric_fns, self.threshold = list(metrics), threshold
+        self.grad_hooks = list(grad_hooks)
+        self.seam = seam or (lambda model, n: contextlib.nullcontext())
+        self.note = note
+        self.compile_seconds = 0.0
+
+    def begin(self) -> None:
+        """Called by fit before the first step of a run (nothing to prepare here)."""
+
+    def __call__(self, xb: Any, yb: Any) -> Any:
+        return self._run(xb, yb, None)[0]
+
+    def accumulate(self, xb: Any, yb: Any, sums: list[Any]) -> list[Any]:
+        return self._run(xb, yb, sums)[1]
+
+    def _run(self, xb: Any, yb: Any, sums: list[Any] | None) -> tuple[Any, Any]:
+        model, loss, optimizer = self.model, self.loss, self.optimizer
+        nb = xb.shape[0]
+        value = None
+        with self.seam(model, nb):
+            if nb:
+                out = model.forward(xb)
+                value = loss.forward(out, yb)
+                model.backward_params(loss.backward())
+        for hook in self.grad_hooks:
+            hook(optimizer.params)
+        optimizer.step()
+        if sums is None or not nb:
+            return value, sums
+        nb = float(nb)
+        sums = [sums[0] + value * nb] + [c + fn(yb, out, self.threshold)
+                                          for c, (_, fn) in zip(sums[1:], self.metric_fns, strict=True)]
+        return value, sums
+
+
+# ------------------------------------------------------------------- compiled step
+class CompiledStep(EagerStep):
+    """A training step built once per (batch shape, dtype, device, mode) and replayed.
+
+    Built with :func:`compile_step`; same call interface as :class:`EagerStep`. Checks
+    (shapes, dtypes, devices, label range) run when a plan is built, never per step.
+    On NumPy, JAX and CuPy the step owns the parameter and optimizer-state arrays: it
+    copies them once when built (arrays you held before stay unchanged) and then
+    updates them in place (NumPy, CuPy) or replaces them (JAX, whose old buffers are
+    donated). Reassigning parameters between steps (``load_state_dict``) is picked up.
+    """
+
+    def __init__(self, model: Any, loss: Any, optimizer: Any, *, strategy: str, layers: list[Any], **kwargs: Any):
+        super().__init__(model, loss, optimizer, **kwargs)
+        self.strategy = strategy
+        self.layers = layers
+        self._plans: dict[tuple, Any] = {}
+        self._grad_buffers: dict[tuple[int, str], np.ndarray] = {}
+        self._owned = False
+
+    def begin(self) -> None:
+        """Take ownership of fresh copies of the parameters and optimizer state."""
+        for p in self.model.parameters():
+            p.value = _fresh_copy(p.value)
+        for p, state in zip(self.optimizer.params, self.optimizer.state, strict=True):
+            for key in self.optimizer._state_names:
+                state[key] = _fresh_copy(_optim._follow(state.get(key), p.value))
+        self._owned = True
+        for plan in self._plans.values():
+            plan.rebind()
+
+    def _run(self, xb: Any, yb: Any, sums: list[Any] | None) -> tuple[Any, Any]:
+        key = (type(xb), xb.shape, xb.dtype, yb.shape, yb.dtype, self.model.training)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan.run(xb, yb, sums)
+        # a new shape or mode: check, build, and time the first run (JAX traces and
+        # compiles there), which performs a real step
+        self._check(xb, yb)
+        if not self._owned:
+            self.begin()
+        start = time.perf_counter()
+        try:
+            plan = _PLANS[self.strategy](self, xb, yb)
+        except Exception as exc:
+            if self.strategy != "cuda_graph":
+                raise
+            # a capture can fail on a driver or CuPy version we have not met: train
+            # eagerly rather than not at all, and say so
+            warnings.warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); this batch shape "
+                          f"trains with the eager step", RuntimeWarning, stacklevel=4)
+            plan = _EagerPlan(self)
+        result = plan.run(xb, yb, sums)
+        self.compile_seconds += time.perf_counter() - start
+        self.model.clear_cache()  # a trace leaves tracers in the layers' caches
+        self.loss._cache = None
+        if hasattr(self.loss, "_log_probs"):
+            self.loss._log_probs = None
+        self._plans[key] = plan
+        return result
+
+    def _grad_buffer(self, layer: Any, name: str) -> np.ndarray:
+        """One gradient array per parameter, shared by every NumPy plan of this step."""
+        key = (id(layer), name)
+        buf = self._grad_buffers.get(key)
+        if buf is None:
+            value = layer.params[name]
+            buf = self._grad_buffers[key] = np.empty(value.shape, value.dtype)
+        return buf
+
+    def _check(self, xb: Any, yb: Any) -> None:
+        """The eager path's own checks, once: a forward in eval mode gives its shape,
+        dtype and device errors; the loss checks targets (label range)."""
+        model = self.model
+        modes = [m.training for m in model.modules()]
+        try:
+            if self.strategy == "jax":
+                # the same layer code on abstract arrays: the same errors, without
+                # compiling every eager op for this shape first
+                out = _abstract_forward(model.eval(), xb)
+            else:
+                out = model.eval().forward(xb)
+        finally:
+            for m, mode in zip(model.modules(), modes, strict=True):
+                m.training = mode
+            model.clear_cache()
+        n = xb.shape[0]
+        if yb.shape[0] != n:
+            raise ShapeError(f"the training step got {n} inputs but {yb.shape[0]} targets; "
+                             f"inputs and targets need the same batch size N as the first axis")
+        if self.loss.validate:  # fit has already checked every target once (and turned this off)
+            self.loss.validate_target((n, *tuple(out.shape)[1:]), yb)
+
+
+@contextlib.contextmanager
+def _unvalidated(loss: Any):
+    """Skip the per-call label check (a host read) that plan building already did."""
+    previous, loss.validate = loss.validate, False
+    try:
+        yield
+    finally:
+        loss.validate = previous
+
+
+class _EagerPlan:
+    """The eager step, as a plan (where a compiled one could not be built)."""
+
+    def __init__(self, step: CompiledStep):
+        self.step = step
+
+    def rebind(self) -> None:
+        pass
+
+    def run(self, xb: Any, yb: Any, sums: list[Any] | None) -> tuple[Any, Any]:
+        return EagerStep._run(self.step, xb, yb, sums)
+
+
+# ----------------------------------------------------------------------- NumPy plan
+class _NpLinear:
+    def __init__(self, step: CompiledStep, layer: Linear, n: int, dtype: Any, need_dx: bool):
+        self.params, self.grads, self.bias = layer.params, layer.grads, layer.bias
+        self.out = np.empty((n, layer.out_features), dtype)
+        self.dW = step._grad_buffer(layer, "W")
+        self.db = step._grad_buffer(layer, "b") if layer.bias else None
+        self.dx = np.empty((n, layer.in_features), dtype) if need_dx else None
+        self.ones = np.ones(n, dtype)
+        self.x: Any = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.x = x
+        np.matmul(x, self.params["W"], out=self.out)
+        if self.bias:
+            self.out += self.params["b"]
+        return self.out
+
+    def backward(self, g: np.ndarray) -> np.ndarray | None:
+        np.matmul(self.x.T, g, out=self.dW)
+        self.grads["W"] = self.dW
+        if self.bias:
+            # column sums as a matrix-vector product: BLAS is ~10x faster than
+            # np.sum(axis=0) here (it rounds differently in the last bits)
+            np.matmul(self.ones, g, out=self.db)
+            self.grads["b"] = self.db
+        if self.dx is None:
+            return None
+        return np.matmul(g, self.params["W"].T, out=self.dx)
+
+
+class _NpReLU:
+    def __init__(self, shape: tuple[int, ...], dtype: Any, inplace: bool):
+        self.y = None if inplace else np.empty(shape, dtype)
+        self.mask = np.empty(shape, bool)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = x if self.y is None else self.y
+        np.maximum(x, 0.0, out=y)
+        self.out = y
+        return y
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        # y > 0 exactly where x > 0 (NaN included), so the eager mask is reproduced
+        np.greater(self.out, 0.0, out=self.mask)
+        return np.multiply(g, self.mask, out=g)
+
+
+class _NpSigmoid:
+    def __init__(self, shape: tuple[int, ...], dtype: Any, inplace: bool):
+        self.y = None if inplace else np.empty(shape, dtype)
+        self.e, self.t = np.empty(shape, dtype), np.empty(shape, dtype)
+        self.pos = np.empty(shape, bool)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        # functional.sigmoid's formula, op for op: where(x >= 0, 1/(1+e), e/(1+e)), e = exp(-|x|)
+        e, t, y = self.e, self.t, (x if self.y is None else self.y)
+        np.greater_equal(x, 0.0, out=self.pos)
+        np.abs(x, out=e)
+        np.negative(e, out=e)
+        np.exp(e, out=e)
+        np.add(e, 1.0, out=t)
+        np.divide(e, t, out=y)
+        np.divide(1.0, t, out=y, where=self.pos)
+        self.out = y
+        return y
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        np.multiply(g, self.out, out=g)
+        np.subtract(1.0, self.out, out=self.t)
+        return np.multiply(g, self.t, out=g)
+
+
+class _NpTanh:
+    def __init__(self, shape: tuple[int, ...], dtype: Any, inplace: bool):
+        self.y = None if inplace else np.empty(shape, dtype)
+        self.t = np.empty(shape, dtype)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.out = np.tanh(x, out=x if self.y is None else self.y)
+        return self.out
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        np.multiply(self.out, self.out, out=self.t)
+        np.subtract(1.0, self.t, out=self.t)
+        return np.multiply(g, self.t, out=g)
+
+
+class _NpDropout:
+    def __init__(self, layer: Dropout, shape: tuple[int, ...], dtype: Any, inplace: bool):
+        self.p = layer.p
+        self.y = None if inplace else np.empty(shape, dtype)
+        self.draw, self.keep, self.scale = np.empty(shape), np.empty(shape, bool), np.empty(shape, dtype)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        # _dropout_mask without allocating: same draws, same float64 division, same cast
+        _random.generator().random(out=self.draw)
+        np.greater_equal(self.draw, self.p, out=self.keep)
+        np.divide(self.keep, 1.0 - self.p, out=self.scale)
+        return np.multiply(x, self.scale, out=x if self.y is None else self.y)
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        return np.multiply(g, self.scale, out=g)
+
+
+class _NpReshape:
+    """Flatten (and Identity, with no shape change): views, no copies."""
+
+    def __init__(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]):
+        self.in_shape, self.out_shape = in_shape, out_shape
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x.reshape(self.out_shape)
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        return g.reshape(self.in_shape)
+
+
+class _NpSoftmaxCrossEntropy:
+    """functional.log_softmax / nll_loss / softmax_cross_entropy_backward, op for op,
+    into preallocated buffers. Targets: integer labels (N,) or one-hot (N, K)."""
+
+    def __init__(self, n: int, k: int, dtype: Any, labels: np.ndarray):
+        self.n = float(max(n, 1))
+        self.m, self.lse = np.empty((n, 1), dtype), np.empty((n, 1), dtype)
+        self.s, self.lp, self.g = (np.empty((n, k), dtype) for _ in range(3))
+        self.integer = labels.ndim == 1
+        self.t = np.empty((n, k), dtype)
+        self.row_starts, self.flat = np.arange(n, dtype=np.intp) * k, np.empty(n, np.intp)
+        self.ones = np.ones(k, dtype)
+
+    def forward(self, z: np.ndarray, y: np.ndarray) -> Any:
+        if self.integer:
+            # one-hot by scatter: 3x faster than comparing with every class; the labels'
+            # range was checked when the plan was built (fit checks every label)
+            np.add(self.row_starts, y, out=self.flat)
+            self.t.fill(0.0)
+            np.put(self.t, self.flat, 1.0)
+        else:
+            np.copyto(self.t, y)
+        m, s, lse, lp = self.m, self.s, self.lse, self.lp
+        # NumPy reduces short rows slowly: for few classes the row max is a running
+        # maximum over columns (exact), and the row sum a matrix-vector product
+        if z.shape[1] <= 16:
+            np.copyto(m[:, 0], z[:, 0])
+            for j in range(1, z.shape[1]):
+                np.maximum(m[:, 0], z[:, j], out=m[:, 0])
+        else:
+            np.max(z, axis=1, keepdims=True, out=m)
+        np.subtract(z, m, out=s)
+        np.exp(s, out=s)
+        np.matmul(s, self.ones, out=lse[:, 0])
+        np.log(lse, out=lse)
+        np.add(m, lse, out=lse)
+        np.subtract(z, lse, out=lp)
+        np.multiply(self.t, lp, out=s)
+        return -np.sum(s) / self.n
+
+    def backward(self) -> np.ndarray:
+        np.exp(self.lp, out=self.g)
+        self.g -= self.t
+        self.g /= self.n
+        return self.g
+
+
+class _NpEagerLoss:
+    """Any other loss: its own code (it is small next to the layers)."""
+
+    def __init__(self, loss: Any):
+        self.loss = loss
+
+    def forward(self, z: np.ndarray, y: np.ndarray) -> Any:
+        loss = self.loss
+        previous, loss.validate = loss.validate, False
+        try:
+            return loss.forward(z, y)
+        finally:
+            loss.validate = previous
+
+    def backward(self) -> np.ndarray:
+        return self.loss.backward()
+
+
+class _NpAccuracy:
+    """correct_count for (N, K) scores and integer labels: argmax, compare, count."""
+
+    def __init__(self, n: int):
+        self.pred, self.hit = np.empty(n, np.intp), np.empty(n, bool)
+
+    def __call__(self, y: np.ndarray, out: np.ndarray, threshold: float) -> int:
+        np.argmax(out, axis=1, out=self.pred)
+        np.equal(self.pred, y, out=self.hit)
+        return np.count_nonzero(self.hit)
+
+
+class _NpSGD:
+    def __init__(self, opt: _optim.SGD):
+        self.opt = opt
+        self.tmp = [(np.empty(p.shape, p.value.dtype), np.empty(p.shape, p.value.dtype)) for p in opt.params]
+
+    def step(self) -> None:
+        # SGD._update, op for op, in place
+        opt = self.opt
+        opt.t += 1
+        neg_lr, wd, mu = -opt.lr, opt.weight_decay, opt.momentum
+        for p, state, (a, b) in zip(opt.params, opt.state, self.tmp, strict=True):
+            w, g = p.module.params[p.name], p.module.grads[p.name]
+            if wd and p.decay:
+                np.multiply(w, wd, out=a)
+                g = np.add(g, a, out=a)
+            if mu:
+                v = state["velocity"]
+                np.multiply(v, mu, out=v)
+                v += g
+                if opt.nesterov:
+                    np.multiply(v, mu, out=b)
+                    g = np.add(g, b, out=b)
+                else:
+                    g = v
+            np.multiply(g, neg_lr, out=b)
+            w += b
+
+
+class _NpAdam:
+    def __init__(self, opt: _optim.Adam):
+        self.opt = opt
+        self.tmp = [(np.empty(p.shape, p.value.dtype), np.empty(p.shape, p.value.dtype)) for p in opt.params]
+
+    def step(self) -> None:
+        # Adam._update, op for op, in place
+        opt = self.opt
+        opt.t += 1
+        b1, b2, eps, wd = opt.beta1, opt.beta2, opt.eps, opt.weight_decay
+        c2 = math.sqrt(1.0 - b2**opt.t)
+        size = opt.lr * c2 / (1.0 - b1**opt.t)
+        if not opt.eps_hat:
+            eps = eps * c2  # Algorithm 1 (see Adam._update)
+        for p, state, (a, b) in zip(opt.params, opt.state, self.tmp, strict=True):
+            w, g = p.module.params[p.name], p.module.grads[p.name]
+            if wd and p.decay:
+                np.multiply(w, wd, out=a)
+                g = np.add(g, a, out=a)
+            m, v = state["m"], state["v"]
+            np.multiply(m, b1, out=m)
+            np.multiply(g, 1.0 - b1, out=b)
+            m += b
+            np.multiply(v, b2, out=v)
+            np.multiply(g, g, out=b)
+            np.multiply(b, 1.0 - b2, out=b)
+            v += b
+            np.multiply(m, size, out=b)
+            np.sqrt(v, out=a)
+            a += eps
+            np.divide(b, a, out=b)
+            np.subtract(w, b, out=w)
+
+
+class _EagerOptimizer:
+    def __init__(self, opt: Any):
+        self.step = opt.step
+
+
+class _NumpyPlan:
+    """One batch shape on NumPy: kernels with their buffers, run in a fixed order."""
+
+    def __init__(self, step: CompiledStep, xb: np.ndarray, yb: np.ndarray):
+        self.step = step
+        n, dtype = xb.shape[0], xb.dtype
+        # owned: x is a buffer of this plan that no backward pass reads (a Linear's or
+        # Dropout's output), so the next activation may overwrite it in place
+        shape, owned = tuple(xb.shape), False
+        self.forward_kernels: list[Any] = []
+        # as Sequential.backward_params: nothing before the first layer with parameters
+        # runs backward, and that layer skips its input gradient
+        first_param = next((i for i, m in enumerate(step.layers) if m.params), None)
+        for i, layer in enumerate(step.layers):
+            if isinstance(layer, Linear):
+                kernel = _NpLinear(step, layer, n, dtype, need_dx=i != first_param)
+                shape, owned = (n, layer.out_features), True
+            elif isinstance(layer, (Flatten, Identity)):
+                out_shape = (n, math.prod(shape[1:])) if isinstance(layer, Flatten) else shape
+                kernel = _NpReshape(shape, out_shape)
+                shape = out_shape
+            elif isinstance(layer, Dropout):
+                if not (layer.training and layer.p > 0.0):
+                    kernel = _NpReshape(shape, shape)
+                else:
+                    kernel = _NpDropout(layer, shape, dtype, inplace=owned)
+                    owned = True
+            else:
+                cls = {ReLU: _NpReLU, Sigmoid: _NpSigmoid, Tanh: _NpTanh}[type(layer)]
+                kernel = cls(shape, dtype, inplace=owned)
+                owned = False
+            self.forward_kernels.append(kernel)
+        self.backward_kernels = [] if first_param is None else self.forward_kernels[first_param:][::-1]
+        loss = step.loss
+        if type(loss) is _losses.SoftmaxCrossEntropy and not loss.check_finite and len(shape) == 2:
+            self.loss = _NpSoftmaxCrossEntropy(n, shape[1], dtype, yb)
+        else:
+            self.loss = _NpEagerLoss(loss)
+        opt = step.optimizer
+        self.optimizer = {_optim.SGD: _NpSGD, _optim.Adam: _NpAdam}.get(type(opt), _EagerOptimizer)(opt)
+        self.metrics = []
+        for _, fn in step.metric_fns:
+            fast = fn is _metrics.correct_count and len(shape) == 2 and shape[1] > 1 and yb.ndim == 1
+            self.metrics.append(_NpAccuracy(n) if fast else fn)
+        self.nb = float(n)
+
+    def rebind(self) -> None:
+        """Parameters are read from the modules on every step: nothing to rebind."""
+
+    def run(self, xb: np.ndarray, yb: np.ndarray, sums: list[Any] | None) -> tuple[Any, Any]:
+        x = xb
+        for kernel in self.forward_kernels:
+            x = kernel.forward(x)
+        value = self.loss.forward(x, yb)
+        g = self.loss.backward()
+        for kernel in self.backward_kernels:
+            g = kernel.backward(g)
+        for hook in self.step.grad_hooks:
+            hook(self.step.optimizer.params)
+        self.optimizer.step()
+        if sums is None:
+            return np.asarray(value), None
+        return value, self.add(sums, value, xb, yb, x)
+
+    def add(self, sums: list[Any], value: Any, xb: Any, yb: Any, out: Any) -> list[Any]:
+        threshold = self.step.threshold
+        return [sums[0] + value * self.nb] + [c + fn(yb, out, threshold)
+                                               for c, fn in zip(sums[1:], self.metrics, strict=True)]
+
+
+# ------------------------------------------------------------------------- JAX plan
+class _TracedStep:
+    """The eager step as a pure function of arrays, for jax.jit (and the body a CUDA
+    graph captures): parameters, optimizer state, t and lr go in, are bound into the
+    model and optimizer, the layers' own code runs, and the new values come out."""
+
+    def __init__(self, step: CompiledStep, n: int):
+        self.step = step
+        # every parameter goes in as an argument, also those the optimizer leaves alone:
+        # a trace then never mixes its own arrays with concrete ones
+        self.params = step.model.parameters()
+        self.dropouts = _active_dropouts(step.layers)
+        self.nb = float(n)
+
+    def __call__(self, params, states, sums, t, lr, xb, yb, masks):
+        step = self.step
+        model, loss, opt = step.model, step.loss, step.optimizer
+        for p, value in zip(self.params, params, strict=True):
+            p.value = value
+        opt.state = [dict(s) for s in states]
+        # t and lr are traced (JAX) or device (CUDA graph) scalars here: they go into the
+        # optimizer's slots directly, past the setter that checks a Python float
+        opt.t, opt._lr = t, lr
+        out = self.forward(xb, masks)
+        value = loss.forward(out, yb)
+        model.backward_params(loss.backward())
+        opt.step()
+        new_sums = None
+        if sums is not None:
+            new_sums = [sums[0] + value * self.nb] + [c + fn(yb, out, step.threshold)
+                                                       for c, (_, fn) in zip(sums[1:], step.metric_fns, strict=True)]
+        return [p.value for p in self.params], [dict(s) for s in opt.state], new_sums, value
+
+    def forward(self, x: Any, masks: Sequence[Any]) -> Any:
+        if not self.dropouts:
+            return self.step.model.forward(x)
+        masks = iter(masks)
+        for layer in self.step.layers:
+            if layer in self.dropouts:
+                # Dropout.forward with the mask handed in rather than drawn (a draw
+                # inside the trace would freeze one mask into the program)
+                layer._mask = next(masks)
+                x = x * layer._mask
+            else:
+                x = layer.forward(x)
+        return x
+
+    def masks(self, shapes: Sequence[tuple[int, ...]], dtype: str) -> list[np.ndarray]:
+        return [_dropout_mask(layer, shape, dtype) for layer, shape in zip(self.dropouts, shapes, strict=True)]
+
+
+def _mask_shapes(step: CompiledStep, xb: Any) -> list[tuple[int, ...]]:
+    """Input shapes of the active Dropout layers, from one eval-mode forward pass."""
+    dropouts = _active_dropouts(step.layers)
+    if not dropouts:
+        return []
+    shapes, x = [], xb[:1, ...]
+    modes = [m.training for m in step.layers]
+    try:
+        for layer in step.layers:
+            if layer in dropouts:
+                shapes.append((xb.shape[0], *tuple(x.shape)[1:]))
+            layer.training = False
+            x = layer.forward(x)
+    finally:
+        for layer, mode in zip(step.layers, modes, strict=True):
+            layer.training = mode
+        step.model.clear_cache()
+    return shapes
+
+
+def _abstract_forward(model: Any, xb: Any) -> Any:
+    """``model.forward(xb)`` on abstract arrays (shapes and dtypes only)."""
+    import jax
+
+    handles = model.parameters()
+    saved = [p.value for p in handles]
+
+    def forward(params: list[Any], x: Any) -> Any:
+        for p, value in zip(handles, params, strict=True):
+            p.value = value
+        return model.forward(x)
+
+    try:
+        return jax.eval_shape(forward, saved, xb)
+    finally:
+        for p, value in zip(handles, saved, strict=True):
+            p.value = value
+
+
+class _JaxPlan:
+    def __init__(self, step: CompiledStep, xb: Any, yb: Any):
+        import jax
+
+        self.step = step
+        self.traced = _TracedStep(step, xb.shape[0])
+        self.mask_shapes = _mask_shapes(step, xb)
+        self.dtype = dtype_name(xb.dtype)
+        # parameters and optimizer state are donated (updated without a second copy);
+        # the 0-d sums are not, so fit can start every epoch from the same zeros
+        self.fn = jax.jit(self.traced, donate_argnums=(0, 1))
+
+    def rebind(self) -> None:
+        pass
+
+    def run(self, xb: Any, yb: Any, sums: list[Any] | None) -> tuple[Any, Any]:
+        step = self.step
+        opt = step.optimizer
+        t, lr = opt.t, opt.lr
+        masks = self.traced.masks(self.mask_shapes, self.dtype)
+        try:
+            with _unvalidated(step.loss):
+                params, states, sums, value = self.fn([p.value for p in self.traced.params], opt.state, sums,
+                                                      float(t), lr, xb, yb, masks)
+        finally:
+            opt.t, opt.lr = t, lr
+        for p, v in zip(self.traced.params, params, strict=True):
+            p.value = v
+        opt.state = states
+        opt.t = t + 1
+        return value, sums
+
+
+# -------------------------------------------------------------------- CUDA graph plan
+class _CudaGraphPlan:
+    """The eager step captured once as a CUDA graph over static buffers.
+
+    Batch, dropout masks, lr and t live in device memory the graph reads; before each
+    launch they are written in place. Temporaries come from a private memory pool that
+    only this graph uses, so replaying cannot overwrite anyone else's arrays.
+    """
+
+    def __init__(self, step: CompiledStep, xb: Any, yb: Any):
+        import cupy
+
+        self.cupy, self.step = cupy, step
+        opt = step.optimizer
+        dtype = xb.dtype
+        self.traced = _TracedStep(step, xb.shape[0])
+        self.mask_shapes = _mask_shapes(step, xb)
+        self.dtype = dtype_name(dtype)
+        self.x, self.y = cupy.empty_like(xb), cupy.empty_like(yb)
+        self.masks = [cupy.empty(s, dtype=dtype) for s in self.mask_shapes]
+        self.lr, self.t = cupy.zeros((), dtype=dtype), cupy.zeros((), dtype=dtype)
+        self.sums = [cupy.zeros((), dtype=dtype) for _ in range(1 + len(step.metric_fns))]
+        self.value = cupy.zeros((), dtype=dtype)
+        self.params = [p.value for p in self.traced.params]
+        self.states = [dict(s) for s in opt.state]
+        self.pool = cupy.cuda.MemoryPool()
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+        self.graph = self._capture()
+
+    def _body(self) -> None:
+        opt = self.step.optimizer
+        params, states, sums, value = self.traced(self.params, self.states, self.sums, self.t, self.lr,
+                                                  self.x, self.y, self.masks)
+        for static, new in zip(self.params, params, strict=True):
+            static[...] = new
+        for static, new in zip(self.states, states, strict=True):
+            for key in static:
+                static[key][...] = new[key]
+        for static, new in zip(self.sums, sums, strict=True):
+            static[...] = new
+        self.value[...] = value
+        for p, static in zip(self.traced.params, self.params, strict=True):
+            p.value = static
+        opt.state = self.states
+
+    def _capture(self) -> Any:
+        cupy = self.cupy
+        opt = self.step.optimizer
+        t, lr = opt.t, opt.lr
+        saved = ([p.copy() for p in self.params], [{k: v.copy() for k, v in s.items()} for s in self.states])
+        try:
+            with cupy.cuda.using_allocator(self.pool.malloc), self.stream, _unvalidated(self.step.loss):
+                # warm-up: fills the private pool, so capture allocates nothing new
+                self._body()
+                self.stream.synchronize()
+                for static, host in zip(self.params, saved[0], strict=True):
+                    static[...] = host
+                for static, host in zip(self.states, saved[1], strict=True):
+                    for key in static:
+                        static[key][...] = host[key]
+                self.stream.begin_capture()
+                self._body()
+                graph = self.stream.end_capture()
+        finally:
+            opt.t, opt.lr = t, lr
+        self.step.model.clear_cache()
+        return graph
+
+    def rebind(self) -> None:
+        opt = self.step.optimizer
+        for p, static in zip(self.traced.params, self.params, strict=True):
+            if p.value is not static:
+                static[...] = p.value
+                p.value = static
+        for state, static in zip(opt.state, self.states, strict=True):
+            for key in static:
+                if state[key] is not static[key]:
+                    static[key][...] = state[key]
+        opt.state = self.states
+
+    def run(self, xb: Any, yb: Any, sums: list[Any] | None) -> tuple[Any, Any]:
+        cupy, opt = self.cupy, self.step.optimizer
+        self.rebind()
+        current = cupy.cuda.get_current_stream()
+        self.x[...] = xb
+        self.y[...] = yb
+        for static, host in zip(self.masks, self.traced.masks(self.mask_shapes, self.dtype), strict=True):
+            static.set(host)
+        self.lr.fill(opt.lr)
+        self.t.fill(opt.t)
+        for static in self.sums:
+            static.fill(0)
+        self.stream.wait_event(current.record())
+        self.graph.launch(self.stream)
+        current.wait_event(self.stream.record())
+        opt.t += 1
+        if sums is None:
+            return self.value.copy(), None
+        return self.value.copy(), [s + d for s, d in zip(sums, self.sums, strict=True)]
+
+
+_PLANS: dict[str, Any] = {"numpy": _NumpyPlan, "jax": _JaxPlan, "cuda_graph": _CudaGraphPlan}
+
+
+# ------------------------------------------------------------------------ building
+def _fallback_reason(strategy: str, model: Any, loss: Any, optimizer: Any, layers_reason: str | None,
+                     grad_hooks: Sequence[GradHook]) -> str | None:
+    if layers_reason:
+        return layers_reason
+    if strategy == "numpy":
+        return None
+    if type(loss) not in _KNOWN_LOSSES:
+        return f"{type(loss).__name__} is not a loss the {strategy} step knows"
+    if type(optimizer) not in _KNOWN_OPTIMIZERS:
+        return f"{type(optimizer).__name__} is not an optimizer the {strategy} step knows"
+    if loss.check_finite:
+        return "check_finite=True reads the loss back every step"
+    if grad_hooks:
+        return "gradient hooks run on the host between backward and update"
+    return None
+
+
+def train_step(model: Any, loss: Any, optimizer: Any, *, compile: bool | str = "auto",
+               metrics: Sequence[Metric] = (), threshold: float = 0.5,
+               grad_hooks: Sequence[GradHook] = ()) -> EagerStep:
+    """The step :func:`xpnet.fit` runs: compiled when ``compile`` is ``"auto"`` or
+    ``True`` and the backend and model allow it, else eager.
+
+    ``compile=True`` raises instead of falling back; ``compile=False`` is the eager
+    reference. The result has ``.strategy`` and ``.note`` (why it fell back, or None).
+    """
+    if compile not in ("auto", True, False):
+        raise ValueError(f"compile must be 'auto', True or False, got {compile!r}")
+    kwargs = {"metrics": metrics, "threshold": threshold, "grad_hooks": grad_hooks}
+    if compile is False:
+        return EagerStep(model, loss, optimizer, **kwargs)
+    device = model.device or _backend.current_device()
+    strategy = _backend.compile_strategy(device)
+    if strategy == "eager":
+        return EagerStep(model, loss, optimizer, **kwargs)
+    layers, why = _flat_layers(model)
+    why = _fallback_reason(strategy, model, loss, optimizer, why, grad_hooks)
+    if why:
+        if compile is True:
+            raise ValueError(f"cannot compile the training step on {device.name}: {why}; use compile='auto' or False")
+        note = f"compile: running the eager step ({why}); compile=False silences this note"
+        return EagerStep(model, loss, optimizer, note=note, **kwargs)
+    return CompiledStep(model, loss, optimizer, strategy=strategy, layers=layers, **kwargs)
+
+
+#: The last few steps fit built, most recent last. Bounded rather than weak: a step
+#: holds its model, so a weak-keyed cache would keep every model alive anyway.
+_CACHE: OrderedDict[tuple, EagerStep] = OrderedDict()
+_CACHE_SIZE = 2
+
+
+def cached_train_step(model: Any, loss: Any, optimizer: Any, **kwargs: Any) -> EagerStep:
+    """:func:`train_step`, reused across ``fit`` calls with the same model, loss,
+    optimizer and settings (a JAX step is then traced once, not once per call).
+
+    Hyperparameters a trace may freeze (the optimizer's and loss's configuration) are
+    part of the key, so changing one between calls builds a new step.
+    """
+    metrics = kwargs.get("metrics", ())
+    key = (id(model), id(loss), id(optimizer), repr(optimizer.get_config()), repr(loss.get_config()),
+           kwargs.get("compile", "auto"), tuple((name, id(fn)) for name, fn in metrics),
+           kwargs.get("threshold", 0.5), tuple(id(h) for h in kwargs.get("grad_hooks", ())))
+    step = _CACHE.get(key)
+    if step is None or step.model is not model or step.loss is not loss or step.optimizer is not optimizer:
+        step = _CACHE[key] = train_step(model, loss, optimizer, **kwargs)
+    _CACHE.move_to_end(key)
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return step
+
+
+def compile_step(model: Any, loss: Any, optimizer: Any) -> EagerStep:
+    """A compiled training step: ``step(xb, yb)`` runs forward, loss, backward and the
+    optimizer update, and returns the loss as a 0-d array on the model's device.
+
+    Args:
+        model: an :class:`xpnet.nn.Module`; the compiled paths know ``Sequential``
+            models of Linear, ReLU, Sigmoid, Tanh, Identity, Flatten and Dropout. Any
+            other layer makes the step eager (``step.note`` says why).
+        loss: an :class:`xpnet.losses.Loss` or a name.
+        optimizer: an :class:`xpnet.optim.Optimizer` over ``model.parameters()``.
+
+    Shapes: ``xb`` (N, ...) in the model's dtype on its device; ``yb`` (N,) integer
+    labels or (N, K) targets. Each new (N, dtype, device, train/eval) builds a plan once
+    (checks included); ``step.strategy`` is ``"numpy"``, ``"jax"``, ``"cuda_graph"``
+    or ``"eager"``, and ``step.compile_seconds`` the time spent building. The step reads
+    ``optimizer.lr`` on every call, so learning-rate schedules need no rebuild.
+    """
+    return train_step(model, _losses.get(loss), optimizer)
