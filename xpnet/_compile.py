@@ -292,6 +292,20 @@ class _NpLinear:
             return None
         return np.matmul(g, self.params["W"].T, out=self.dx)
 
+    def backward_sgd(self, g: np.ndarray, lr: float, blas: tuple[Any, Any]) -> np.ndarray | None:
+        """backward, then plain SGD (``W -= lr * x.T @ g``, ``b -= lr * sum(g)``) inside
+        BLAS with beta = 1: no gradient array written and read back, no update pass.
+        The input gradient is taken first, while W is still the one forward used."""
+        gemm, gemv = blas
+        dx = None if self.dx is None else np.matmul(g, self.params["W"].T, out=self.dx)
+        # on the Fortran-ordered view W.T: (W.T) = -lr * g.T @ x + 1 * W.T, in place
+        gemm(-lr, g.T, self.x.T, 1.0, self.params["W"].T, trans_b=1, overwrite_c=1)
+        self.grads["W"] = None
+        if self.bias:
+            gemv(-lr, g.T, self.ones, 1.0, self.params["b"], overwrite_y=1)
+            self.grads["b"] = None
+        return dx
+
 
 class _NpReLU:
     def __init__(self, shape: tuple[int, ...], dtype: Any, inplace: bool):
@@ -564,11 +578,40 @@ class _NumpyPlan:
             self.loss = _NpEagerLoss(loss)
         opt = step.optimizer
         self.optimizer = {_optim.SGD: _NpSGD, _optim.Adam: _NpAdam}.get(type(opt), _EagerOptimizer)(opt)
+        self.blas = self._sgd_blas(dtype)
         self.metrics = []
         for _, fn in step.metric_fns:
             fast = fn is _metrics.correct_count and len(shape) == 2 and shape[1] > 1 and yb.ndim == 1
             self.metrics.append(_NpAccuracy(n) if fast else fn)
         self.nb = float(n)
+
+    def _sgd_blas(self, dtype: Any) -> tuple[Any, Any] | None:
+        """BLAS with alpha and beta, where the optimizer is SGD over exactly the Linear
+        layers' parameters (then plain SGD can run inside the weight-gradient GEMM)."""
+        opt = self.step.optimizer
+        if type(opt) is not _optim.SGD:
+            return None
+        linear = [(id(k.params), name) for k in self.backward_kernels if isinstance(k, _NpLinear)
+                  for name in k.params]
+        handles = [(id(p.module.params), p.name) for p in opt.params]
+        if len(handles) != len(linear) or set(handles) != set(linear):
+            return None
+        self.sgd_arrays = [(p.module.params, p.name) for p in opt.params]
+        self.dtype = np.dtype(dtype)
+        return _backend.host_blas(self.dtype.name)
+
+    def _fused_lr(self) -> float | None:
+        """The learning rate when this step can update inside the GEMMs, else None:
+        plain SGD now (no momentum, no weight decay, no gradient hooks), and every
+        parameter an array BLAS updates in place (C-ordered, writeable, this dtype)."""
+        opt = self.step.optimizer
+        if self.blas is None or opt.momentum or opt.weight_decay or self.step.grad_hooks:
+            return None
+        for params, name in self.sgd_arrays:
+            w = params[name]
+            if type(w) is not np.ndarray or w.dtype != self.dtype or not (w.flags.c_contiguous and w.flags.writeable):
+                return None
+        return opt.lr
 
     def rebind(self) -> None:
         """Parameters are read from the modules on every step: nothing to rebind."""
@@ -579,11 +622,17 @@ class _NumpyPlan:
             x = kernel.forward(x)
         value = self.loss.forward(x, yb)
         g = self.loss.backward()
-        for kernel in self.backward_kernels:
-            g = kernel.backward(g)
-        for hook in self.step.grad_hooks:
-            hook(self.step.optimizer.params)
-        self.optimizer.step()
+        lr = self._fused_lr()
+        if lr is not None:
+            for kernel in self.backward_kernels:
+                g = kernel.backward_sgd(g, lr, self.blas) if type(kernel) is _NpLinear else kernel.backward(g)
+            self.step.optimizer.t += 1
+        else:
+            for kernel in self.backward_kernels:
+                g = kernel.backward(g)
+            for hook in self.step.grad_hooks:
+                hook(self.step.optimizer.params)
+            self.optimizer.step()
         if sums is None:
             return np.asarray(value), None
         return value, self.add(sums, value, xb, yb, x)
