@@ -538,6 +538,13 @@ class _EagerOptimizer:
         self.step = opt.step
 
 
+#: Largest batch for which the NumPy plan applies plain SGD inside the weight-gradient
+#: GEMM. The separate update costs about one pass over W per GEMM of n rows, so fusing
+#: pays most for small batches; for n >= 512 SciPy's BLAS build (a different OpenBLAS
+#: from NumPy's) was measured slower than the separate update (benchmarks/NOTES.md).
+_FUSED_SGD_MAX_ROWS = 256
+
+
 class _NumpyPlan:
     """One batch shape on NumPy: kernels with their buffers, run in a fixed order."""
 
@@ -578,18 +585,19 @@ class _NumpyPlan:
             self.loss = _NpEagerLoss(loss)
         opt = step.optimizer
         self.optimizer = {_optim.SGD: _NpSGD, _optim.Adam: _NpAdam}.get(type(opt), _EagerOptimizer)(opt)
-        self.blas = self._sgd_blas(dtype)
+        self.blas = self._sgd_blas(n, dtype)
         self.metrics = []
         for _, fn in step.metric_fns:
             fast = fn is _metrics.correct_count and len(shape) == 2 and shape[1] > 1 and yb.ndim == 1
             self.metrics.append(_NpAccuracy(n) if fast else fn)
         self.nb = float(n)
 
-    def _sgd_blas(self, dtype: Any) -> tuple[Any, Any] | None:
+    def _sgd_blas(self, n: int, dtype: Any) -> tuple[Any, Any] | None:
         """BLAS with alpha and beta, where the optimizer is SGD over exactly the Linear
-        layers' parameters (then plain SGD can run inside the weight-gradient GEMM)."""
+        layers' parameters (then plain SGD can run inside the weight-gradient GEMM) and
+        the batch is small enough for that to pay."""
         opt = self.step.optimizer
-        if type(opt) is not _optim.SGD:
+        if type(opt) is not _optim.SGD or n > _FUSED_SGD_MAX_ROWS:
             return None
         linear = [(id(k.params), name) for k in self.backward_kernels if isinstance(k, _NpLinear)
                   for name in k.params]
