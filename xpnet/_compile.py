@@ -87,6 +87,10 @@ def _active_dropouts(layers: Sequence[Any]) -> list[Dropout]:
     return [m for m in layers if isinstance(m, Dropout) and m.training and m.p > 0.0]
 
 
+def _take(a: Any, idx: Any) -> Any:
+    return a if idx is None else array_namespace(a).take(a, idx, axis=0)
+
+
 def _fresh_copy(array: Any) -> Any:
     return array_namespace(array).asarray(array, copy=True)
 
@@ -122,8 +126,18 @@ class EagerStep:
     def __call__(self, xb: Any, yb: Any) -> Any:
         return self._run(xb, yb, None)[0]
 
+    #: Whether :meth:`accumulate_at` wants host (NumPy) index arrays: then fit slices
+    #: each epoch's permutation on the host rather than on the device.
+    host_indices = False
+
     def accumulate(self, xb: Any, yb: Any, sums: list[Any]) -> list[Any]:
         return self._run(xb, yb, sums)[1]
+
+    def accumulate_at(self, X: Any, y: Any, idx: Any, sums: list[Any]) -> tuple[list[Any], int]:
+        """:meth:`accumulate` on the minibatch ``X[idx], y[idx]`` (``idx`` an index
+        array, or None for the whole set); also returns the batch size."""
+        xb, yb = _take(X, idx), _take(y, idx)
+        return self.accumulate(xb, yb, sums), xb.shape[0]
 
     def _run(self, xb: Any, yb: Any, sums: list[Any] | None) -> tuple[Any, Any]:
         model, loss, optimizer = self.model, self.loss, self.optimizer
@@ -164,6 +178,20 @@ class CompiledStep(EagerStep):
         self._plans: dict[tuple, Any] = {}
         self._grad_buffers: dict[tuple[int, str], np.ndarray] = {}
         self._owned = False
+        # JAX gathers the minibatch inside the jitted step, from host indices: an eager
+        # device slice and take cost more than the step's own dispatch
+        self.host_indices = strategy == "jax"
+
+    def accumulate_at(self, X: Any, y: Any, idx: Any, sums: list[Any]) -> tuple[list[Any], int]:
+        if not self.host_indices or idx is None:
+            return super().accumulate_at(X, y, idx, sums)
+        nb = idx.shape[0]
+        key = (type(X), (nb, *X.shape[1:]), X.dtype, (nb, *y.shape[1:]), y.dtype, self.model.training)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan.run_at(X, y, idx, sums)[1], nb
+        # build from the gathered batch (checks and shapes), first step gathering in-step
+        return self._run(_take(X, idx), _take(y, idx), sums, at=(X, y, idx))[1], nb
 
     def begin(self) -> None:
         """Take ownership of fresh copies of the parameters and optimizer state."""
@@ -176,11 +204,11 @@ class CompiledStep(EagerStep):
         for plan in self._plans.values():
             plan.rebind()
 
-    def _run(self, xb: Any, yb: Any, sums: list[Any] | None) -> tuple[Any, Any]:
-        key = (type(xb), xb.shape, xb.dtype, yb.shape, yb.dtype, self.model.training)
+    def _run(self, xb: Any, yb: Any, sums: list[Any] | None, at: tuple[Any, Any, Any] | None = None) -> tuple[Any, Any]:
+        key = (type(xb), tuple(xb.shape), xb.dtype, tuple(yb.shape), yb.dtype, self.model.training)
         plan = self._plans.get(key)
         if plan is not None:
-            return plan.run(xb, yb, sums)
+            return plan.run(xb, yb, sums) if at is None else plan.run_at(*at, sums)
         # a new shape or mode: check, build, and time the first run (JAX traces and
         # compiles there), which performs a real step
         self._check(xb, yb)
@@ -197,7 +225,7 @@ class CompiledStep(EagerStep):
             warnings.warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); this batch shape "
                           f"trains with the eager step", RuntimeWarning, stacklevel=4)
             plan = _EagerPlan(self)
-        result = plan.run(xb, yb, sums)
+        result = plan.run(xb, yb, sums) if at is None else plan.run_at(*at, sums)
         self.compile_seconds += time.perf_counter() - start
         self.model.clear_cache()  # a trace leaves tracers in the layers' caches
         self.loss._cache = None
@@ -752,21 +780,37 @@ class _JaxPlan:
         # parameters and optimizer state are donated (updated without a second copy);
         # the 0-d sums are not, so fit can start every epoch from the same zeros
         self.fn = jax.jit(self.traced, donate_argnums=(0, 1))
+        traced = self.traced
+
+        def gathered(params, states, sums, t, lr, X, y, idx, masks):
+            xp = array_namespace(X)
+            return traced(params, states, sums, t, lr, xp.take(X, idx, axis=0), xp.take(y, idx, axis=0), masks)
+
+        # jit compiles on first call: only the variant fit uses is ever compiled
+        self.fn_at = jax.jit(gathered, donate_argnums=(0, 1))
 
     def rebind(self) -> None:
         pass
 
     def run(self, xb: Any, yb: Any, sums: list[Any] | None) -> tuple[Any, Any]:
+        return self._call(self.fn, (xb, yb), sums)
+
+    def run_at(self, X: Any, y: Any, idx: Any, sums: list[Any] | None) -> tuple[Any, Any]:
+        """The step on ``X[idx], y[idx]``, gathered inside the compiled program."""
+        return self._call(self.fn_at, (X, y, idx), sums)
+
+    def _call(self, fn: Any, batch: tuple[Any, ...], sums: list[Any] | None) -> tuple[Any, Any]:
         step = self.step
         opt = step.optimizer
         t, lr = opt.t, opt.lr
         masks = self.traced.masks(self.mask_shapes, self.dtype)
         try:
             with _unvalidated(step.loss):
-                params, states, sums, value = self.fn([p.value for p in self.traced.params], opt.state, sums,
-                                                      float(t), lr, xb, yb, masks)
+                params, states, sums, value = fn([p.value for p in self.traced.params], opt.state, sums,
+                                                 float(t), lr, *batch, masks)
         finally:
-            opt.t, opt.lr = t, lr
+            # the trace set traced values into these slots; lr was validated when set
+            opt.t, opt._lr = t, lr
         for p, v in zip(self.traced.params, params, strict=True):
             p.value = v
         opt.state = states
