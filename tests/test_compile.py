@@ -106,6 +106,26 @@ def test_jax_compiled_equals_eager_over_100_steps(config):
     _assert_same_run(_train("cpu", "auto", config), compiled, rtol=1e-10)
 
 
+def test_jax_gathers_unshuffled_batches_in_the_step_like_eager():
+    """fit hands the JAX step host indices (here an arange, with drop_last) and the
+    step gathers inside the compiled program: same run as the eager step."""
+    _available("jax")
+    X, y = _data(5)
+    runs = []
+    for compile in (False, "auto"):
+        with xpnet.using("jax", dtype="float64"):
+            xpnet.seed(0)
+            model = _model(nn.ReLU, 0.2, 5)
+            opt = optim.SGD(model.parameters(), lr=0.1)
+            history = xpnet.fit(model, "cross_entropy", X, y, optimizer=opt, epochs=3, batch_size=48, shuffle=False,
+                                drop_last=True, progress=False, compile=compile)
+        runs.append((history, {k: xpnet.to_numpy(v) for k, v in model.state_dict().items()}))
+    assert runs[1][0].params["compile"] == "jax"
+    np.testing.assert_allclose(runs[1][0]["loss"], runs[0][0]["loss"], rtol=1e-10)
+    for key, value in runs[0][1].items():
+        np.testing.assert_allclose(runs[1][1][key], value, rtol=1e-10, atol=1e-12, err_msg=key)
+
+
 def test_strict_runs_eager_and_matches_numpy():
     _available("strict")
     config = "sgd-nesterov-relu-ce-dropout"
