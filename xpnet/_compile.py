@@ -431,17 +431,16 @@ class _NpSoftmaxCrossEntropy:
         self.m, self.lse = np.empty((n, 1), dtype), np.empty((n, 1), dtype)
         self.s, self.lp, self.g = (np.empty((n, k), dtype) for _ in range(3))
         self.integer = labels.ndim == 1
-        self.t = np.empty((n, k), dtype)
+        self.t = None if self.integer else np.empty((n, k), dtype)
         self.row_starts, self.flat = np.arange(n, dtype=np.intp) * k, np.empty(n, np.intp)
         self.ones = np.ones(k, dtype)
 
     def forward(self, z: np.ndarray, y: np.ndarray) -> Any:
         if self.integer:
-            # one-hot by scatter: 3x faster than comparing with every class; the labels'
-            # range was checked when the plan was built (fit checks every label)
+            # integer labels need no one-hot: the loss picks each row's log-probability
+            # and backward subtracts 1 there (the labels' range was checked when the plan
+            # was built; fit checks every label)
             np.add(self.row_starts, y, out=self.flat)
-            self.t.fill(0.0)
-            np.put(self.t, self.flat, 1.0)
         else:
             np.copyto(self.t, y)
         m, s, lse, lp = self.m, self.s, self.lse, self.lp
@@ -459,12 +458,19 @@ class _NpSoftmaxCrossEntropy:
         np.log(lse, out=lse)
         np.add(m, lse, out=lse)
         np.subtract(z, lse, out=lp)
+        if self.integer:
+            # the sum of t * lp without its zero terms (rounds differently in the last bits)
+            return -np.sum(lp.reshape(-1)[self.flat]) / self.n
         np.multiply(self.t, lp, out=s)
         return -np.sum(s) / self.n
 
     def backward(self) -> np.ndarray:
         np.exp(self.lp, out=self.g)
-        self.g -= self.t
+        if self.integer:
+            # exp(lp) - 1 at the labels, exp(lp) - 0 elsewhere: the eager (p - t) bit for bit
+            self.g.reshape(-1)[self.flat] -= 1.0
+        else:
+            self.g -= self.t
         self.g /= self.n
         return self.g
 
