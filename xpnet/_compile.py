@@ -14,10 +14,12 @@ The eager step (:class:`EagerStep`) is the readable reference::
 - ``"numpy"``: every activation, gradient and temporary preallocated for the batch
   shape; NumPy called directly with ``out=``; parameters and optimizer state updated
   in place. Same operations in the same order as the eager step, so the results agree
-  to the last bits in practice.
+  to the last bits in practice. Plain SGD on batches of at most 256 rows runs inside the
+  weight-gradient GEMM (SciPy's BLAS with beta = 1, when SciPy is importable).
 - ``"jax"``: the eager step itself (the layers' own Array API code) traced once as a
   pure function of (parameters, optimizer state, accumulators, t, lr, batch, dropout
-  masks) and ``jax.jit``-ed, parameters and state donated.
+  masks) and ``jax.jit``-ed, parameters and state donated; under ``fit`` the batch is
+  gathered inside the program from the data set and host indices.
 - ``"cuda_graph"``: the eager step captured once as a CUDA graph over static buffers
   (batch, masks, lr and t in device memory), replayed with ``graph.launch``.
 - ``"eager"``: the eager step (torch, array-api-strict; and any model with a layer the
