@@ -34,6 +34,8 @@ CONFIGS = {
     "adam-sigmoid-ce": (nn.Sigmoid, 0.0, "adam", losses.SoftmaxCrossEntropy, 5),
     "adam-tanh-bce-logits": (nn.Tanh, 0.0, "adam", lambda: losses.BinaryCrossEntropy(from_logits=True), 1),
     "sgd-relu-mse": (nn.ReLU, 0.0, "sgd", losses.MeanSquaredError, 1),
+    # plain SGD: on NumPy with SciPy, the update runs inside the weight-gradient GEMM
+    "sgd-plain-tanh-ce-dropout": (nn.Tanh, 0.2, "sgd-plain", losses.SoftmaxCrossEntropy, 5),
     # a large eps, so that the epsilon-hat form differs visibly from Algorithm 1
     "adam-eps-hat-relu-ce": (nn.ReLU, 0.0, "adam-eps-hat", losses.SoftmaxCrossEntropy, 5),
 }
@@ -45,7 +47,9 @@ def _train(device, compile, config, epochs=25):
     with xpnet.using(device, dtype="float64"):
         xpnet.seed(0)
         model = _model(activation, dropout, outputs)
-        if opt_name == "sgd":
+        if opt_name == "sgd-plain":
+            opt = optim.SGD(model.parameters(), lr=0.1)
+        elif opt_name == "sgd":
             opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3, nesterov=True)
         else:
             opt = optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-3, eps=1e-3 if "hat" in opt_name else 1e-8,
@@ -78,6 +82,20 @@ def test_numpy_compiled_equals_eager_over_100_steps(config):
     _assert_same_run(eager, compiled, rtol=1e-12)
 
 
+def test_plain_sgd_inside_the_gemm_equals_the_generic_numpy_step(monkeypatch):
+    pytest.importorskip("scipy", reason="the fused SGD update uses SciPy's BLAS")
+    config = "sgd-plain-tanh-ce-dropout"
+    eager, fused = _train("cpu", False, config), _train("cpu", "auto", config)
+    # the fused path ran: it stores no gradient arrays
+    step = next(s for s in reversed(xpnet._compile._CACHE.values()) if s.optimizer is fused[2])
+    assert all(p.grad is None for p in fused[2].params) and all(p.blas for p in step._plans.values())
+    _assert_same_run(eager, fused, rtol=1e-12)
+    monkeypatch.setattr(xpnet.backend, "host_blas", lambda dtype_name: None)  # as without SciPy
+    generic = _train("cpu", "auto", config)
+    assert all(p.grad is not None for p in generic[2].params)
+    _assert_same_run(generic, fused, rtol=1e-12)
+
+
 @pytest.mark.parametrize("config", ["sgd-nesterov-relu-ce-dropout", "adam-tanh-bce-logits"])
 def test_jax_compiled_equals_eager_over_100_steps(config):
     _available("jax")
@@ -86,6 +104,26 @@ def test_jax_compiled_equals_eager_over_100_steps(config):
     _assert_same_run(eager, compiled, rtol=1e-10)
     # the host-drawn dropout masks make the JAX run the NumPy run too
     _assert_same_run(_train("cpu", "auto", config), compiled, rtol=1e-10)
+
+
+def test_jax_gathers_unshuffled_batches_in_the_step_like_eager():
+    """fit hands the JAX step host indices (here an arange, with drop_last) and the
+    step gathers inside the compiled program: same run as the eager step."""
+    _available("jax")
+    X, y = _data(5)
+    runs = []
+    for compile in (False, "auto"):
+        with xpnet.using("jax", dtype="float64"):
+            xpnet.seed(0)
+            model = _model(nn.ReLU, 0.2, 5)
+            opt = optim.SGD(model.parameters(), lr=0.1)
+            history = xpnet.fit(model, "cross_entropy", X, y, optimizer=opt, epochs=3, batch_size=48, shuffle=False,
+                                drop_last=True, progress=False, compile=compile)
+        runs.append((history, {k: xpnet.to_numpy(v) for k, v in model.state_dict().items()}))
+    assert runs[1][0].params["compile"] == "jax"
+    np.testing.assert_allclose(runs[1][0]["loss"], runs[0][0]["loss"], rtol=1e-10)
+    for key, value in runs[0][1].items():
+        np.testing.assert_allclose(runs[1][1][key], value, rtol=1e-10, atol=1e-12, err_msg=key)
 
 
 def test_strict_runs_eager_and_matches_numpy():
@@ -224,15 +262,15 @@ def test_cuda_graph_step_equals_eager():
         _assert_same_run(eager, compiled, rtol=1e-10)
 
 
-@pytest.mark.parametrize("device", ["cpu", "jax"])
-def test_parameters_the_optimizer_leaves_alone_stay_put(device):
+@pytest.mark.parametrize("device, opt_type", [("cpu", optim.Adam), ("cpu", optim.SGD), ("jax", optim.Adam)])
+def test_parameters_the_optimizer_leaves_alone_stay_put(device, opt_type):
     _available(device)
     X, y = np.random.default_rng(0).standard_normal((16, 4)), np.arange(16) % 3
     runs = []
     for compile in (False, "auto"):
         model = _two_layer(device)
         frozen = xpnet.to_numpy(model[0].params["W"]).copy()
-        opt = optim.Adam(model[2].parameters(), lr=0.01)  # fine-tune the last layer only
+        opt = opt_type(model[2].parameters(), lr=0.01)  # fine-tune the last layer only
         xpnet.fit(model, "cross_entropy", X, y, optimizer=opt, epochs=3, batch_size=8, shuffle=False,
                   progress=False, compile=compile)
         np.testing.assert_array_equal(xpnet.to_numpy(model[0].params["W"]), frozen)

@@ -14,10 +14,12 @@ The eager step (:class:`EagerStep`) is the readable reference::
 - ``"numpy"``: every activation, gradient and temporary preallocated for the batch
   shape; NumPy called directly with ``out=``; parameters and optimizer state updated
   in place. Same operations in the same order as the eager step, so the results agree
-  to the last bits in practice.
+  to the last bits in practice. Plain SGD on batches of at most 256 rows runs inside the
+  weight-gradient GEMM (SciPy's BLAS with beta = 1, when SciPy is importable).
 - ``"jax"``: the eager step itself (the layers' own Array API code) traced once as a
   pure function of (parameters, optimizer state, accumulators, t, lr, batch, dropout
-  masks) and ``jax.jit``-ed, parameters and state donated.
+  masks) and ``jax.jit``-ed, parameters and state donated; under ``fit`` the batch is
+  gathered inside the program from the data set and host indices.
 - ``"cuda_graph"``: the eager step captured once as a CUDA graph over static buffers
   (batch, masks, lr and t in device memory), replayed with ``graph.launch``.
 - ``"eager"``: the eager step (torch, array-api-strict; and any model with a layer the
@@ -87,6 +89,10 @@ def _active_dropouts(layers: Sequence[Any]) -> list[Dropout]:
     return [m for m in layers if isinstance(m, Dropout) and m.training and m.p > 0.0]
 
 
+def _take(a: Any, idx: Any) -> Any:
+    return a if idx is None else array_namespace(a).take(a, idx, axis=0)
+
+
 def _fresh_copy(array: Any) -> Any:
     return array_namespace(array).asarray(array, copy=True)
 
@@ -122,8 +128,18 @@ class EagerStep:
     def __call__(self, xb: Any, yb: Any) -> Any:
         return self._run(xb, yb, None)[0]
 
+    #: Whether :meth:`accumulate_at` wants host (NumPy) index arrays: then fit slices
+    #: each epoch's permutation on the host rather than on the device.
+    host_indices = False
+
     def accumulate(self, xb: Any, yb: Any, sums: list[Any]) -> list[Any]:
         return self._run(xb, yb, sums)[1]
+
+    def accumulate_at(self, X: Any, y: Any, idx: Any, sums: list[Any]) -> tuple[list[Any], int]:
+        """:meth:`accumulate` on the minibatch ``X[idx], y[idx]`` (``idx`` an index
+        array, or None for the whole set); also returns the batch size."""
+        xb, yb = _take(X, idx), _take(y, idx)
+        return self.accumulate(xb, yb, sums), xb.shape[0]
 
     def _run(self, xb: Any, yb: Any, sums: list[Any] | None) -> tuple[Any, Any]:
         model, loss, optimizer = self.model, self.loss, self.optimizer
@@ -164,6 +180,20 @@ class CompiledStep(EagerStep):
         self._plans: dict[tuple, Any] = {}
         self._grad_buffers: dict[tuple[int, str], np.ndarray] = {}
         self._owned = False
+        # JAX gathers the minibatch inside the jitted step, from host indices: an eager
+        # device slice and take cost more than the step's own dispatch
+        self.host_indices = strategy == "jax"
+
+    def accumulate_at(self, X: Any, y: Any, idx: Any, sums: list[Any]) -> tuple[list[Any], int]:
+        if not self.host_indices or idx is None:
+            return super().accumulate_at(X, y, idx, sums)
+        nb = idx.shape[0]
+        key = (type(X), (nb, *X.shape[1:]), X.dtype, (nb, *y.shape[1:]), y.dtype, self.model.training)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan.run_at(X, y, idx, sums)[1], nb
+        # build from the gathered batch (checks and shapes), first step gathering in-step
+        return self._run(_take(X, idx), _take(y, idx), sums, at=(X, y, idx))[1], nb
 
     def begin(self) -> None:
         """Take ownership of fresh copies of the parameters and optimizer state."""
@@ -176,11 +206,11 @@ class CompiledStep(EagerStep):
         for plan in self._plans.values():
             plan.rebind()
 
-    def _run(self, xb: Any, yb: Any, sums: list[Any] | None) -> tuple[Any, Any]:
-        key = (type(xb), xb.shape, xb.dtype, yb.shape, yb.dtype, self.model.training)
+    def _run(self, xb: Any, yb: Any, sums: list[Any] | None, at: tuple[Any, Any, Any] | None = None) -> tuple[Any, Any]:
+        key = (type(xb), tuple(xb.shape), xb.dtype, tuple(yb.shape), yb.dtype, self.model.training)
         plan = self._plans.get(key)
         if plan is not None:
-            return plan.run(xb, yb, sums)
+            return plan.run(xb, yb, sums) if at is None else plan.run_at(*at, sums)
         # a new shape or mode: check, build, and time the first run (JAX traces and
         # compiles there), which performs a real step
         self._check(xb, yb)
@@ -197,7 +227,7 @@ class CompiledStep(EagerStep):
             warnings.warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); this batch shape "
                           f"trains with the eager step", RuntimeWarning, stacklevel=4)
             plan = _EagerPlan(self)
-        result = plan.run(xb, yb, sums)
+        result = plan.run(xb, yb, sums) if at is None else plan.run_at(*at, sums)
         self.compile_seconds += time.perf_counter() - start
         self.model.clear_cache()  # a trace leaves tracers in the layers' caches
         self.loss._cache = None
@@ -291,6 +321,20 @@ class _NpLinear:
         if self.dx is None:
             return None
         return np.matmul(g, self.params["W"].T, out=self.dx)
+
+    def backward_sgd(self, g: np.ndarray, lr: float, blas: tuple[Any, Any]) -> np.ndarray | None:
+        """backward, then plain SGD (``W -= lr * x.T @ g``, ``b -= lr * sum(g)``) inside
+        BLAS with beta = 1: no gradient array written and read back, no update pass.
+        The input gradient is taken first, while W is still the one forward used."""
+        gemm, gemv = blas
+        dx = None if self.dx is None else np.matmul(g, self.params["W"].T, out=self.dx)
+        # on the Fortran-ordered view W.T: (W.T) = -lr * g.T @ x + 1 * W.T, in place
+        gemm(-lr, g.T, self.x.T, 1.0, self.params["W"].T, trans_b=1, overwrite_c=1)
+        self.grads["W"] = None
+        if self.bias:
+            gemv(-lr, g.T, self.ones, 1.0, self.params["b"], overwrite_y=1)
+            self.grads["b"] = None
+        return dx
 
 
 class _NpReLU:
@@ -389,17 +433,16 @@ class _NpSoftmaxCrossEntropy:
         self.m, self.lse = np.empty((n, 1), dtype), np.empty((n, 1), dtype)
         self.s, self.lp, self.g = (np.empty((n, k), dtype) for _ in range(3))
         self.integer = labels.ndim == 1
-        self.t = np.empty((n, k), dtype)
+        self.t = None if self.integer else np.empty((n, k), dtype)
         self.row_starts, self.flat = np.arange(n, dtype=np.intp) * k, np.empty(n, np.intp)
         self.ones = np.ones(k, dtype)
 
     def forward(self, z: np.ndarray, y: np.ndarray) -> Any:
         if self.integer:
-            # one-hot by scatter: 3x faster than comparing with every class; the labels'
-            # range was checked when the plan was built (fit checks every label)
+            # integer labels need no one-hot: the loss picks each row's log-probability
+            # and backward subtracts 1 there (the labels' range was checked when the plan
+            # was built; fit checks every label)
             np.add(self.row_starts, y, out=self.flat)
-            self.t.fill(0.0)
-            np.put(self.t, self.flat, 1.0)
         else:
             np.copyto(self.t, y)
         m, s, lse, lp = self.m, self.s, self.lse, self.lp
@@ -417,12 +460,19 @@ class _NpSoftmaxCrossEntropy:
         np.log(lse, out=lse)
         np.add(m, lse, out=lse)
         np.subtract(z, lse, out=lp)
+        if self.integer:
+            # the sum of t * lp without its zero terms (rounds differently in the last bits)
+            return -np.sum(lp.reshape(-1)[self.flat]) / self.n
         np.multiply(self.t, lp, out=s)
         return -np.sum(s) / self.n
 
     def backward(self) -> np.ndarray:
         np.exp(self.lp, out=self.g)
-        self.g -= self.t
+        if self.integer:
+            # exp(lp) - 1 at the labels, exp(lp) - 0 elsewhere: the eager (p - t) bit for bit
+            self.g.reshape(-1)[self.flat] -= 1.0
+        else:
+            self.g -= self.t
         self.g /= self.n
         return self.g
 
@@ -524,6 +574,13 @@ class _EagerOptimizer:
         self.step = opt.step
 
 
+#: Largest batch for which the NumPy plan applies plain SGD inside the weight-gradient
+#: GEMM. The separate update costs about one pass over W per GEMM of n rows, so fusing
+#: pays most for small batches; for n >= 512 SciPy's BLAS build (a different OpenBLAS
+#: from NumPy's) was measured slower than the separate update (benchmarks/NOTES.md).
+_FUSED_SGD_MAX_ROWS = 256
+
+
 class _NumpyPlan:
     """One batch shape on NumPy: kernels with their buffers, run in a fixed order."""
 
@@ -564,11 +621,41 @@ class _NumpyPlan:
             self.loss = _NpEagerLoss(loss)
         opt = step.optimizer
         self.optimizer = {_optim.SGD: _NpSGD, _optim.Adam: _NpAdam}.get(type(opt), _EagerOptimizer)(opt)
+        self.blas = self._sgd_blas(n, dtype)
         self.metrics = []
         for _, fn in step.metric_fns:
             fast = fn is _metrics.correct_count and len(shape) == 2 and shape[1] > 1 and yb.ndim == 1
             self.metrics.append(_NpAccuracy(n) if fast else fn)
         self.nb = float(n)
+
+    def _sgd_blas(self, n: int, dtype: Any) -> tuple[Any, Any] | None:
+        """BLAS with alpha and beta, where the optimizer is SGD over exactly the Linear
+        layers' parameters (then plain SGD can run inside the weight-gradient GEMM) and
+        the batch is small enough for that to pay."""
+        opt = self.step.optimizer
+        if type(opt) is not _optim.SGD or n > _FUSED_SGD_MAX_ROWS:
+            return None
+        linear = [(id(k.params), name) for k in self.backward_kernels if isinstance(k, _NpLinear)
+                  for name in k.params]
+        handles = [(id(p.module.params), p.name) for p in opt.params]
+        if len(handles) != len(linear) or set(handles) != set(linear):
+            return None
+        self.sgd_arrays = [(p.module.params, p.name) for p in opt.params]
+        self.dtype = np.dtype(dtype)
+        return _backend.host_blas(self.dtype.name)
+
+    def _fused_lr(self) -> float | None:
+        """The learning rate when this step can update inside the GEMMs, else None:
+        plain SGD now (no momentum, no weight decay, no gradient hooks), and every
+        parameter an array BLAS updates in place (C-ordered, writeable, this dtype)."""
+        opt = self.step.optimizer
+        if self.blas is None or opt.momentum or opt.weight_decay or self.step.grad_hooks:
+            return None
+        for params, name in self.sgd_arrays:
+            w = params[name]
+            if type(w) is not np.ndarray or w.dtype != self.dtype or not (w.flags.c_contiguous and w.flags.writeable):
+                return None
+        return opt.lr
 
     def rebind(self) -> None:
         """Parameters are read from the modules on every step: nothing to rebind."""
@@ -579,11 +666,17 @@ class _NumpyPlan:
             x = kernel.forward(x)
         value = self.loss.forward(x, yb)
         g = self.loss.backward()
-        for kernel in self.backward_kernels:
-            g = kernel.backward(g)
-        for hook in self.step.grad_hooks:
-            hook(self.step.optimizer.params)
-        self.optimizer.step()
+        lr = self._fused_lr()
+        if lr is not None:
+            for kernel in self.backward_kernels:
+                g = kernel.backward_sgd(g, lr, self.blas) if type(kernel) is _NpLinear else kernel.backward(g)
+            self.step.optimizer.t += 1
+        else:
+            for kernel in self.backward_kernels:
+                g = kernel.backward(g)
+            for hook in self.step.grad_hooks:
+                hook(self.step.optimizer.params)
+            self.optimizer.step()
         if sums is None:
             return np.asarray(value), None
         return value, self.add(sums, value, xb, yb, x)
@@ -695,21 +788,37 @@ class _JaxPlan:
         # parameters and optimizer state are donated (updated without a second copy);
         # the 0-d sums are not, so fit can start every epoch from the same zeros
         self.fn = jax.jit(self.traced, donate_argnums=(0, 1))
+        traced = self.traced
+
+        def gathered(params, states, sums, t, lr, X, y, idx, masks):
+            xp = array_namespace(X)
+            return traced(params, states, sums, t, lr, xp.take(X, idx, axis=0), xp.take(y, idx, axis=0), masks)
+
+        # jit compiles on first call: only the variant fit uses is ever compiled
+        self.fn_at = jax.jit(gathered, donate_argnums=(0, 1))
 
     def rebind(self) -> None:
         pass
 
     def run(self, xb: Any, yb: Any, sums: list[Any] | None) -> tuple[Any, Any]:
+        return self._call(self.fn, (xb, yb), sums)
+
+    def run_at(self, X: Any, y: Any, idx: Any, sums: list[Any] | None) -> tuple[Any, Any]:
+        """The step on ``X[idx], y[idx]``, gathered inside the compiled program."""
+        return self._call(self.fn_at, (X, y, idx), sums)
+
+    def _call(self, fn: Any, batch: tuple[Any, ...], sums: list[Any] | None) -> tuple[Any, Any]:
         step = self.step
         opt = step.optimizer
         t, lr = opt.t, opt.lr
         masks = self.traced.masks(self.mask_shapes, self.dtype)
         try:
             with _unvalidated(step.loss):
-                params, states, sums, value = self.fn([p.value for p in self.traced.params], opt.state, sums,
-                                                      float(t), lr, xb, yb, masks)
+                params, states, sums, value = fn([p.value for p in self.traced.params], opt.state, sums,
+                                                 float(t), lr, *batch, masks)
         finally:
-            opt.t, opt.lr = t, lr
+            # the trace set traced values into these slots; lr was validated when set
+            opt.t, opt._lr = t, lr
         for p, v in zip(self.traced.params, params, strict=True):
             p.value = v
         opt.state = states

@@ -25,13 +25,14 @@ choice made in one notebook cell holds in the next.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.metadata
 import os
 import re
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -893,3 +894,26 @@ def compile_strategy(device: Device) -> str:
     """The compiled-step strategy for ``device``: ``"numpy"``, ``"jax"``,
     ``"cuda_graph"`` or ``"eager"``."""
     return _COMPILE_STRATEGIES[device.backend]
+
+
+@functools.cache
+def host_blas(dtype_name: str) -> tuple[Callable[..., Any], Callable[..., Any]] | None:
+    """BLAS ``(gemm, gemv)`` for host NumPy arrays of ``dtype_name`` (float32 or float64),
+    from SciPy; None without SciPy or for other dtypes.
+
+    ``gemm(alpha, a, b, beta, c, trans_b=1, overwrite_c=1)`` computes
+    ``c = alpha * a @ b.T + beta * c`` in place when ``c`` is Fortran-ordered (the
+    transpose of a C-ordered array) and of this dtype; ``gemv(alpha, a, x, beta, y,
+    overwrite_y=1)`` does ``y = alpha * a @ x + beta * y`` in place on a contiguous
+    ``y``. NumPy's matmul has no ``alpha``/``beta``: the NumPy compiled step uses these
+    to apply a plain SGD update inside the weight-gradient product (SciPy is optional).
+    """
+    if dtype_name not in ("float32", "float64"):
+        return None
+    try:
+        from scipy.linalg import blas
+    except ImportError:
+        return None
+    gemm, gemv = blas.get_blas_funcs(("gemm", "gemv"), dtype=np.dtype(dtype_name))
+    return gemm, gemv
+

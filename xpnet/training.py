@@ -93,26 +93,26 @@ def _to_device(model: Any, X: Any, y: Any, owner: str = "fit") -> tuple[Any, Any
 
 
 def _batches(n: int, batch_size: int | None, shuffle: bool, drop_last: bool, device: Any,
-             sync: Any = _distributed.LOCAL) -> Iterator[Any]:
+             sync: Any = _distributed.LOCAL, host: bool = False) -> Iterator[Any]:
     """Index arrays on the device: a fresh permutation each epoch (one host->device copy
     of n integers per epoch), the last partial batch kept unless ``drop_last``.
     Full-batch training yields ``None`` (the whole set, in any order: no gather).
-    Under MPI every rank gets rank 0's permutation and its own shard of each batch."""
+    Under MPI every rank gets rank 0's permutation and its own shard of each batch.
+    ``host=True``: NumPy index arrays instead (for a step that gathers on its own)."""
     if (batch_size is None or (batch_size >= n and not drop_last)) and not sync.sharded:
         yield None
         return
     batch_size = batch_size or n
-    if shuffle:
+    if host:
+        perm = (sync.same_everywhere(_random.generator().permutation(n)) if shuffle
+                else _backend.to_numpy(device.xp.arange(n, device=device.native)))
+    elif shuffle:
         perm = device.asarray(sync.same_everywhere(_random.generator().permutation(n)))
     else:
         perm = device.xp.arange(n, device=device.native)
     stop = n - n % batch_size if drop_last else n
     for i in range(0, stop, batch_size):
         yield sync.shard(perm[i : min(i + batch_size, stop)])
-
-
-def _take(a: Any, idx: Any) -> Any:
-    return a if idx is None else array_namespace(a).take(a, idx, axis=0)
 
 
 class _DeferInterrupt:
@@ -329,10 +329,9 @@ def fit(
                 model.train()
                 sums = list(zeros)
                 seen = 0
-                for idx in _batches(n, batch_size, shuffle, drop_last, device, sync):
-                    xb, yb = _take(Xd, idx), _take(yd, idx)
-                    sums = step.accumulate(xb, yb, sums)
-                    seen += xb.shape[0]
+                for idx in _batches(n, batch_size, shuffle, drop_last, device, sync, host=step.host_indices):
+                    sums, nb = step.accumulate_at(Xd, yd, idx, sums)
+                    seen += nb
                     progress_bar.step()
                     if interrupt.requested:
                         break
