@@ -4,6 +4,7 @@ gradients. Each error names the argument, what was expected and what arrived, an
 comes before any training step."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -276,6 +277,37 @@ def test_gradient_from_another_device_in_backward():
                                match=rf"Linear\(6→3\).backward got a gradient on {where} but the layer is on strict; "
                                      r"move the gradient with xpnet.asarray\(grad, device='strict'\)"):
                 backward(grad)
+
+
+@pytest.mark.parametrize("layer", [nn.ReLU(), nn.Sigmoid(), nn.Tanh(), nn.Softmax(), nn.Dropout(0.3)], ids=repr)
+@pytest.mark.parametrize("other", ["strict", "strict:device1"])
+def test_gradient_from_another_device_in_a_standalone_parameter_free_layer(layer, other):
+    """Called on its own (outside a Sequential), a parameter-free layer names the
+    mismatch too. Before, Sigmoid/Tanh/Dropout multiplied a NumPy cache by a torch or
+    JAX gradient without complaint and handed on an array of the other backend."""
+    layer.train()
+    x = xpnet.asarray(X, device="strict")
+    out = layer.forward(x)
+    expected = xpnet.to_numpy(layer.backward(xpnet.asarray(np.ones((40, 4)), device="strict")))
+    with pytest.raises(DeviceMismatchError,
+                       match=rf"{re.escape(repr(layer))}.backward got a gradient on {other if other != 'strict' else 'cpu'} "
+                             rf"but the layer is on strict"):
+        layer.backward(xpnet.asarray(np.ones((40, 4)), device=other) if other != "strict" else np.ones((40, 4)))
+    assert xpnet.to_numpy(out).shape == (40, 4)
+    # The failed call changed nothing: the right gradient still goes through.
+    np.testing.assert_array_equal(xpnet.to_numpy(layer.backward(xpnet.asarray(np.ones((40, 4)), device="strict"))),
+                                  expected)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_gradient_from_another_cpu_backend_is_not_mixed_in(backend):
+    """NumPy * torch and NumPy * JAX succeed in those libraries; the layer refuses."""
+    pytest.importorskip(backend)
+    for layer in (nn.Sigmoid(), nn.Tanh(), nn.Dropout(0.3)):
+        layer.train()
+        layer.forward(xpnet.asarray(X, device="cpu"))
+        with pytest.raises(DeviceMismatchError, match=rf"got a gradient on {backend}:cpu but the layer is on cpu"):
+            layer.backward(xpnet.asarray(np.ones((40, 4)), device=backend))
 
 
 class ForgetsBias(nn.Module):

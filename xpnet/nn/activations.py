@@ -6,13 +6,20 @@ from typing import Any
 
 from .. import functional as F
 from ..backend import array_namespace
-from .module import Module
+from .module import Module, check_gradient_device
 
 __all__ = ["ReLU", "Sigmoid", "Tanh", "Softmax", "Identity", "Flatten"]
 
 
 class _Activation(Module):
-    """Caches its input (or output) in forward; backward needs a forward first."""
+    """Caches its input (or output) in forward; backward needs a forward first.
+
+    Subclasses implement ``_backward(grad_out, cache)``; :meth:`backward` first makes
+    sure the gradient lives with the cache, so a gradient from another backend or
+    device is a :class:`~xpnet.errors.DeviceMismatchError` naming the layer instead
+    of an array of the wrong backend handed on (NumPy * torch "works") or a bare
+    TypeError from deep inside the backend.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -26,6 +33,20 @@ class _Activation(Module):
     def _clear_cache(self) -> None:
         self._cache = None
 
+    def backward(self, grad_out: Any) -> Any:
+        """Shapes: the gradient w.r.t. the output (...) -> w.r.t. the input (...)."""
+        cache = self._cached()
+        if type(grad_out) is not type(cache):
+            check_gradient_device(self, grad_out)
+        try:
+            return self._backward(grad_out, cache)
+        except (TypeError, ValueError, RuntimeError):
+            check_gradient_device(self, grad_out)  # another device of the same backend
+            raise
+
+    def _backward(self, grad_out: Any, cache: Any) -> Any:
+        raise NotImplementedError
+
 
 class ReLU(_Activation):
     """``max(x, 0)``. Shapes: (...) -> (...)."""
@@ -34,8 +55,8 @@ class ReLU(_Activation):
         self._cache = x
         return F.relu(x)
 
-    def backward(self, grad_out: Any) -> Any:
-        return F.relu_backward(grad_out, self._cached())
+    def _backward(self, grad_out: Any, cache: Any) -> Any:
+        return F.relu_backward(grad_out, cache)
 
 
 class Sigmoid(_Activation):
@@ -45,8 +66,8 @@ class Sigmoid(_Activation):
         self._cache = F.sigmoid(x)
         return self._cache
 
-    def backward(self, grad_out: Any) -> Any:
-        return F.sigmoid_backward(grad_out, self._cached())
+    def _backward(self, grad_out: Any, cache: Any) -> Any:
+        return F.sigmoid_backward(grad_out, cache)
 
 
 class Tanh(_Activation):
@@ -56,8 +77,8 @@ class Tanh(_Activation):
         self._cache = F.tanh(x)
         return self._cache
 
-    def backward(self, grad_out: Any) -> Any:
-        return F.tanh_backward(grad_out, self._cached())
+    def _backward(self, grad_out: Any, cache: Any) -> Any:
+        return F.tanh_backward(grad_out, cache)
 
 
 class Softmax(_Activation):
@@ -72,8 +93,8 @@ class Softmax(_Activation):
         self._cache = F.softmax(x)
         return self._cache
 
-    def backward(self, grad_out: Any) -> Any:
-        return F.softmax_backward(grad_out, self._cached())
+    def _backward(self, grad_out: Any, cache: Any) -> Any:
+        return F.softmax_backward(grad_out, cache)
 
 
 class Identity(Module):
@@ -95,4 +116,5 @@ class Flatten(_Activation):
         return array_namespace(x).reshape(x, (n, -1))
 
     def backward(self, grad_out: Any) -> Any:
+        """Shapes: (N, H*W*C) -> (N, H, W, C), the forward input's shape."""
         return array_namespace(grad_out).reshape(grad_out, self._cached())

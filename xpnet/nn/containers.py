@@ -37,7 +37,7 @@ class Sequential(Module):
         try:
             for layer in reversed(self.layers):
                 grad_out = layer.backward(grad_out)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RuntimeError):  # RuntimeError: torch, cpu vs cuda
             if self.layers:
                 check_gradient_device(self.layers[-1], grad_out)
             raise
@@ -53,7 +53,7 @@ class Sequential(Module):
             for layer in reversed(self.layers[first + 1 :]):
                 grad_out = layer.backward(grad_out)
             self.layers[first].backward_params(grad_out)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RuntimeError):  # RuntimeError: torch, cpu vs cuda
             check_gradient_device(self.layers[-1], grad_out)
             raise
 

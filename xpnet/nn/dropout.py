@@ -7,7 +7,7 @@ from typing import Any
 from .. import _validate
 from .. import random as _random
 from ..backend import device_of, dtype_name
-from .module import Module
+from .module import Module, check_gradient_device
 
 __all__ = ["Dropout"]
 
@@ -37,7 +37,16 @@ class Dropout(Module):
         return x * self._mask
 
     def backward(self, grad_out: Any) -> Any:
-        return grad_out if self._mask is None else grad_out * self._mask
+        """Shapes: (...) -> (...), the forward input's shape."""
+        if self._mask is None:
+            return grad_out
+        if type(grad_out) is not type(self._mask):
+            check_gradient_device(self, grad_out)
+        try:
+            return grad_out * self._mask
+        except (TypeError, ValueError, RuntimeError):
+            check_gradient_device(self, grad_out)
+            raise
 
     def _clear_cache(self) -> None:
         self._mask = None
