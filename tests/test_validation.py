@@ -101,6 +101,20 @@ def test_non_finite_inputs_are_refused_at_entry():
         xpnet.evaluate(model, "cross_entropy", bad, Y)
 
 
+@pytest.mark.parametrize("device", ["cpu", "strict"])
+def test_the_entry_check_neither_misses_nor_invents_non_finite_values(device):
+    """The first pass sums each array: large finite values that overflow the sum are
+    still accepted, and +inf beside -inf (a NaN sum) is still found."""
+    from xpnet._validate import check_finite
+
+    big = np.full((50, 4), 3e38, dtype=np.float32)  # finite; their float32 sum is inf
+    check_finite("fit", {"X": xpnet.asarray(big, device=device)})
+    both = np.zeros((50, 4))
+    both[5, 1], both[9, 0] = np.inf, -np.inf
+    with pytest.raises(ValueError, match=r"fit: X contains 2 NaN or infinite value\(s\), the first in row 5"):
+        check_finite("fit", {"ok": xpnet.asarray(np.ones(3), device=device), "X": xpnet.asarray(both, device=device)})
+
+
 def test_a_diverging_run_stops_and_names_the_epoch():
     # Linear regression with a far too large step: |w| grows ~100x per step until it
     # overflows; the check sits where the epoch's loss is read anyway.
