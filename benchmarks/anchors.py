@@ -55,8 +55,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 # NumPy is imported lazily in main() so that --threads can set the BLAS /
 # OpenMP thread counts through the environment before any BLAS is loaded.
@@ -71,9 +71,9 @@ np = None  # type: ignore
 class Workload:
     name: str
     sizes: tuple          # layer widths, input first
-    batch: Optional[int]  # None = full batch
+    batch: int | None  # None = full batch
     lr: float
-    steps: Optional[int]  # full-batch steps per measurement (None = one epoch)
+    steps: int | None  # full-batch steps per measurement (None = one epoch)
     shuffle: bool
     epoch_unit: str
 
@@ -96,7 +96,7 @@ def gemm_flops_per_sample(sizes) -> int:
     are not counted (they are < 1% of the GEMM FLOPs here: ~5.7k vs ~1M per
     sample for 784-256-128-10, most of it the update spread over 128 samples).
     """
-    pairs = list(zip(sizes[:-1], sizes[1:]))
+    pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
     fwd = sum(2 * a * b for a, b in pairs)
     dw = fwd
     dx = sum(2 * a * b for a, b in pairs[1:])
@@ -113,8 +113,8 @@ def flops_per_epoch(wl: Workload, n: int) -> int:
 
 @dataclass
 class Data:
-    X: "np.ndarray"   # (n, d) in the measured dtype, C-contiguous
-    y: "np.ndarray"   # (n,) int64 class labels 0..9
+    X: np.ndarray   # (n, d) in the measured dtype, C-contiguous
+    y: np.ndarray   # (n,) int64 class labels 0..9
 
 
 def make_data(wl: Workload, dtype, seed: int) -> Data:
@@ -139,7 +139,7 @@ def make_data(wl: Workload, dtype, seed: int) -> Data:
     return Data(X=X, y=np.asarray(y, dtype=np.int64))
 
 
-def batches(n: int, batch: Optional[int], perm=None):
+def batches(n: int, batch: int | None, perm=None):
     """Yield index objects for one epoch: slices (no shuffle) or index arrays."""
     b = batch or n
     for s in range(0, n, b):
@@ -153,7 +153,7 @@ def batches(n: int, batch: Optional[int], perm=None):
 @dataclass
 class Runner:
     epoch: Callable[[], None]                 # one measurement unit
-    loss: Optional[Callable[[], float]] = None  # mean CE on an eval subset
+    loss: Callable[[], float] | None = None  # mean CE on an eval subset
     info: dict = field(default_factory=dict)
 
 
@@ -181,7 +181,7 @@ def gemm_floor(data: Data, wl: Workload, dtype, seed: int) -> Runner:
     """
     rng = np.random.default_rng(seed)
     sizes = wl.sizes
-    Ws = [_he_init(rng, a, b, dtype) for a, b in zip(sizes[:-1], sizes[1:])]
+    Ws = [_he_init(rng, a, b, dtype) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
     dWs = [np.empty_like(W) for W in Ws]
     n = data.X.shape[0]
     bufs = {}
@@ -200,7 +200,7 @@ def gemm_floor(data: Data, wl: Workload, dtype, seed: int) -> Runner:
     def step(xb):
         acts, grads, g = get_bufs(xb.shape[0])
         h = xb
-        for W, out in zip(Ws, acts):
+        for W, out in zip(Ws, acts, strict=True):
             matmul(h, W, out=out)
             h = out
         for i in range(L - 1, -1, -1):
@@ -281,7 +281,7 @@ class NumpyMLP:
     def __init__(self, sizes, dtype, rng):
         self.layers = []
         self.params = []  # (param, layer, grad attribute name)
-        pairs = list(zip(sizes[:-1], sizes[1:]))
+        pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
         for i, (a, b) in enumerate(pairs):
             aff = Affine(_he_init(rng, a, b, dtype), np.zeros(b, dtype), need_dx=i > 0)
             self.layers.append(aff)
@@ -349,7 +349,7 @@ def torch_eager(data: Data, wl: Workload, dtype, seed: int) -> Runner:
     tdtype = {"float32": torch.float32, "float64": torch.float64}[np.dtype(dtype).name]
     s = wl.sizes
     mods = []
-    for i, (a, b) in enumerate(zip(s[:-1], s[1:])):
+    for i, (a, b) in enumerate(zip(s[:-1], s[1:], strict=True)):
         mods.append(nn.Linear(a, b))
         if i < len(s) - 2:
             mods.append(nn.ReLU())
@@ -395,7 +395,7 @@ def gemm_floor_torch(data: Data, wl: Workload, dtype, seed: int) -> Runner:
     tdtype = {"float32": torch.float32, "float64": torch.float64}[np.dtype(dtype).name]
     sizes = wl.sizes
     Ws = [torch.randn(a, b, dtype=tdtype) * math.sqrt(2.0 / a)
-          for a, b in zip(sizes[:-1], sizes[1:])]
+          for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
     dWs = [torch.empty_like(W) for W in Ws]
     X = torch.from_numpy(data.X)
     n = X.shape[0]
@@ -414,7 +414,7 @@ def gemm_floor_torch(data: Data, wl: Workload, dtype, seed: int) -> Runner:
     def step(xb):
         acts, grads, g = get_bufs(xb.shape[0])
         h = xb
-        for W, out in zip(Ws, acts):
+        for W, out in zip(Ws, acts, strict=True):
             mm(h, W, out=out)
             h = out
         for i in range(L - 1, -1, -1):
@@ -441,9 +441,10 @@ def gemm_floor_torch(data: Data, wl: Workload, dtype, seed: int) -> Runner:
 
 def sklearn_mlp(data: Data, wl: Workload, dtype, seed: int) -> Runner:
     import warnings
+
+    import sklearn
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
-    import sklearn
 
     X, y = data.X, data.y
     # a RandomState instance (not an int): fit() re-reads random_state on every
@@ -495,7 +496,7 @@ def _xpnet(device=None):
 
 def _xpnet_model(xn, sizes):
     layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(xn.nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(xn.nn.ReLU())
@@ -610,7 +611,7 @@ def _blas_info():
         from threadpoolctl import threadpool_info
         return [{k: d.get(k) for k in ("internal_api", "version", "num_threads", "prefix")}
                 for d in threadpool_info()]
-    except Exception as e:  # threadpoolctl is optional
+    except (ImportError, OSError, RuntimeError) as e:  # threadpoolctl is optional
         return repr(e)
 
 
@@ -662,7 +663,7 @@ def cmd_run(args) -> dict:
         "times": times,
         # process CPU seconds (user+sys, all threads) / wall seconds: ~1 means
         # one busy core, ~2 both cores (busy-waiting BLAS threads count too)
-        "cpu_per_wall": statistics.median(c / t for c, t in zip(cpus, times)),
+        "cpu_per_wall": statistics.median(c / t for c, t in zip(cpus, times, strict=True)),
         "steal_ticks": steal,   # hypervisor steal on the whole machine, 1/100 s
         "warmup": args.warmup,
         "gemm_flops_per_epoch": fl,
@@ -790,10 +791,10 @@ def cmd_peak(args):
             b = rng.random((n, n), dtype=np.dtype(dt).type)
             c = np.empty_like(a)
             if torch is None:
-                f = lambda: np.matmul(a, b, out=c)   # noqa: E731
+                f = lambda a=a, b=b, c=c: np.matmul(a, b, out=c)  # noqa: E731
             else:
                 ta, tb, tc = (torch.from_numpy(x) for x in (a, b, c))
-                f = lambda: torch.mm(ta, tb, out=tc)  # noqa: E731
+                f = lambda ta=ta, tb=tb, tc=tc, mm=torch.mm: mm(ta, tb, out=tc)  # noqa: E731
             f()
             times = []
             for _ in range(args.repeats):
