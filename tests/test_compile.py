@@ -276,3 +276,124 @@ def test_parameters_the_optimizer_leaves_alone_stay_put(device, opt_type):
         np.testing.assert_array_equal(xpnet.to_numpy(model[0].params["W"]), frozen)
         runs.append(xpnet.to_numpy(model[2].params["W"]))
     np.testing.assert_allclose(runs[1], runs[0], rtol=1e-12)
+
+
+# ------------------------------------------------- after compiled training, and between fits
+@pytest.mark.parametrize("device, opt", [("jax", "adam"), ("cpu", "sgd")])  # cpu + plain SGD: the fused path
+def test_a_model_trained_compiled_moves_copies_and_pickles(device, opt):
+    """A JAX trace left tracers in every layer's ``grads``, and the fused SGD step
+    left None there: both broke ``model.to`` (half-way), ``deepcopy`` and pickling."""
+    import copy
+    import pickle
+
+    from xpnet.errors import MissingGradientError
+
+    _available(device)
+    X, y = _data(5)
+    with xpnet.using(device, dtype="float64"):
+        xpnet.seed(0)
+        model = _model(nn.ReLU, 0.3, 5)
+    optimizer = optim.SGD(model.parameters(), lr=0.1) if opt == "sgd" else optim.Adam(model.parameters())
+    history = xpnet.fit(model, "cross_entropy", X, y, optimizer=optimizer, epochs=1, batch_size=BATCH,
+                        progress=False)
+    assert history.params["compile"] == ("jax" if device == "jax" else "numpy")
+    assert all(p.grad is None for p in model.parameters())  # the gradients stayed inside the step
+    t = optimizer.t
+    with pytest.raises(MissingGradientError, match=r"has no gradient; a compiled training step"):
+        optimizer.step()
+    assert optimizer.t == t == 4  # 200 samples in batches of 64; the refused step counted nothing
+    expected = xpnet.to_numpy(model.predict(X))
+    copied = copy.deepcopy(model)
+    restored = pickle.loads(pickle.dumps(model))
+    model.to("strict")
+    for m in (model, copied, restored):
+        np.testing.assert_allclose(xpnet.to_numpy(m.predict(X)), expected, rtol=1e-12)
+    assert model.device.name == "strict"
+
+
+def test_a_failed_move_leaves_the_model_where_it_was(monkeypatch):
+    model = _model(nn.ReLU, 0.0, 5)
+    before = {k: xpnet.to_numpy(v).copy() for k, v in model.state_dict().items()}
+    calls = []
+    real = xpnet.nn.module._convert
+
+    def fails_third(value, device, dtype):
+        calls.append(1)
+        if len(calls) == 3:
+            raise MemoryError("out of device memory")
+        return real(value, device, dtype)
+
+    monkeypatch.setattr(xpnet.nn.module, "_convert", fails_third)
+    with pytest.raises(MemoryError):
+        model.to("strict")
+    assert model.device.name == "cpu"
+    assert all(type(v) is np.ndarray for v in model.state_dict().values())
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+@pytest.mark.parametrize("source, target", [("cpu", "jax"), ("jax", "cpu"), ("cpu", "strict"), ("jax", "torch")])
+def test_fit_after_model_to_trains_on_the_new_device(source, target):
+    """The same Loss and optimizer objects across fits, as a PyTorch-style script has
+    them: the step fit built for the old device must not be reused."""
+    _available(source)
+    _available(target)
+    X, y = _data(5)
+
+    def second_fit(model, opt, loss):
+        history = xpnet.fit(model, loss, X, y, optimizer=opt, epochs=2, batch_size=BATCH, progress=False, seed=2)
+        assert model.device.name.split(":")[0] == target
+        return history.history["loss"], xpnet.to_numpy(model.predict(X))
+
+    # reference: a model that starts on the target device
+    with xpnet.using(target, dtype="float64"):
+        xpnet.seed(0)
+        model = _model(nn.ReLU, 0.0, 5)
+    start = {k: xpnet.to_numpy(v).copy() for k, v in model.state_dict().items()}
+    opt, loss = optim.SGD(model.parameters(), lr=0.05, momentum=0.9), losses.SoftmaxCrossEntropy()
+    opt_start = opt.state_dict()
+    expected = second_fit(model, opt, loss)
+    # the same start, reached after a first fit on the source device and a move
+    with xpnet.using(source, dtype="float64"):
+        model = _model(nn.ReLU, 0.0, 5)
+    opt, loss = optim.SGD(model.parameters(), lr=0.05, momentum=0.9), losses.SoftmaxCrossEntropy()
+    xpnet.fit(model, loss, X, y, optimizer=opt, epochs=1, batch_size=BATCH, progress=False, seed=1)
+    model.to(target)
+    model.load_state_dict(start)
+    opt.load_state_dict(opt_start)
+    moved = second_fit(model, opt, loss)
+    np.testing.assert_allclose(moved[0], expected[0], rtol=1e-10)
+    np.testing.assert_allclose(moved[1], expected[1], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("change", ["dropout rate", "appended layer"])
+def test_fit_after_changing_the_model_uses_the_changed_model(change):
+    """Fine-tuning with another Dropout rate, or a layer appended, between two fits
+    with the same Loss and optimizer: compiled still equals eager."""
+    X, y = _data(5)
+    runs = {}
+    for compile in (False, "auto"):
+        with xpnet.using("cpu", dtype="float64"):
+            xpnet.seed(0)
+            model = _model(nn.ReLU, 0.5, 5)
+        opt, loss = optim.SGD(model.parameters(), lr=0.05), losses.SoftmaxCrossEntropy()
+        xpnet.fit(model, loss, X, y, optimizer=opt, epochs=1, batch_size=BATCH, progress=False, seed=1,
+                  compile=compile)
+        if change == "dropout rate":
+            model[3].p = 0.1
+        else:
+            model.append(nn.Tanh())
+        history = xpnet.fit(model, loss, X, y, optimizer=opt, epochs=2, batch_size=BATCH, progress=False,
+                            seed=2, compile=compile)
+        runs[compile] = history.history["loss"], {k: xpnet.to_numpy(v) for k, v in model.state_dict().items()}
+    np.testing.assert_allclose(runs["auto"][0], runs[False][0], rtol=1e-12)
+    for k, v in runs[False][1].items():
+        np.testing.assert_allclose(runs["auto"][1][k], v, rtol=1e-10, atol=1e-13)
+
+
+def test_compile_true_on_a_backend_without_a_compiled_step_raises():
+    X, y = _data(5)
+    with xpnet.using("strict", dtype="float64"):
+        model = _model(nn.ReLU, 0.0, 5)
+    with pytest.raises(ValueError, match=r"cannot compile the training step on strict: .*compile='auto' or False"):
+        xpnet.fit(model, "cross_entropy", X, y, epochs=1, progress=False, compile=True)

@@ -777,6 +777,20 @@ def _abstract_forward(model: Any, xb: Any) -> Any:
             p.value = value
 
 
+def _drop_tracers(step: CompiledStep) -> None:
+    """A trace runs the layers' own code on tracers, and their ``grads`` and caches
+    keep them: a tracer left in a module breaks ``model.to``, ``copy.deepcopy`` and
+    pickling long after the trace. The gradients live inside the compiled step, so
+    ``p.grad`` is None after it (as after the fused SGD step on NumPy)."""
+    for m in step.model.modules():
+        for name in m.grads:
+            m.grads[name] = None
+    step.model.clear_cache()
+    step.loss._cache = None
+    if hasattr(step.loss, "_log_probs"):
+        step.loss._log_probs = None
+
+
 class _JaxPlan:
     def __init__(self, step: CompiledStep, xb: Any, yb: Any):
         import jax
@@ -785,14 +799,24 @@ class _JaxPlan:
         self.traced = _TracedStep(step, xb.shape[0])
         self.mask_shapes = _mask_shapes(step, xb)
         self.dtype = dtype_name(xb.dtype)
-        # parameters and optimizer state are donated (updated without a second copy);
-        # the 0-d sums are not, so fit can start every epoch from the same zeros
-        self.fn = jax.jit(self.traced, donate_argnums=(0, 1))
         traced = self.traced
+
+        def direct(params, states, sums, t, lr, xb, yb, masks):
+            try:
+                return traced(params, states, sums, t, lr, xb, yb, masks)
+            finally:
+                _drop_tracers(step)
 
         def gathered(params, states, sums, t, lr, X, y, idx, masks):
             xp = array_namespace(X)
-            return traced(params, states, sums, t, lr, xp.take(X, idx, axis=0), xp.take(y, idx, axis=0), masks)
+            try:
+                return traced(params, states, sums, t, lr, xp.take(X, idx, axis=0), xp.take(y, idx, axis=0), masks)
+            finally:
+                _drop_tracers(step)
+
+        # parameters and optimizer state are donated (updated without a second copy);
+        # the 0-d sums are not, so fit can start every epoch from the same zeros
+        self.fn = jax.jit(direct, donate_argnums=(0, 1))
 
         # jit compiles on first call: only the variant fit uses is ever compiled
         self.fn_at = jax.jit(gathered, donate_argnums=(0, 1))
@@ -965,6 +989,9 @@ def train_step(model: Any, loss: Any, optimizer: Any, *, compile: bool | str = "
     device = model.device or _backend.current_device()
     strategy = _backend.compile_strategy(device)
     if strategy == "eager":
+        if compile is True:
+            raise ValueError(f"cannot compile the training step on {device.name}: its backend has no compiled "
+                             f"step (NumPy, JAX and CuPy do); use compile='auto' or False to train eagerly")
         return EagerStep(model, loss, optimizer, **kwargs)
     layers, why = _flat_layers(model)
     why = _fallback_reason(strategy, model, loss, optimizer, why, grad_hooks)
@@ -986,11 +1013,13 @@ def cached_train_step(model: Any, loss: Any, optimizer: Any, **kwargs: Any) -> E
     """:func:`train_step`, reused across ``fit`` calls with the same model, loss,
     optimizer and settings (a JAX step is then traced once, not once per call).
 
-    Hyperparameters a trace may freeze (the optimizer's and loss's configuration) are
-    part of the key, so changing one between calls builds a new step.
+    Whatever a built step may have frozen is part of the key, so changing it between
+    calls builds a new step: the optimizer's and loss's configuration, and the model's
+    device, dtype, layers and their configuration (:func:`_model_signature`).
     """
     metrics = kwargs.get("metrics", ())
-    key = (id(model), id(loss), id(optimizer), repr(optimizer.get_config()), repr(loss.get_config()),
+    key = (id(model), _model_signature(model), id(loss), id(optimizer), repr(optimizer.get_config()),
+           repr(loss.get_config()),
            kwargs.get("compile", "auto"), tuple((name, id(fn)) for name, fn in metrics),
            kwargs.get("threshold", 0.5), tuple(id(h) for h in kwargs.get("grad_hooks", ())))
     step = _CACHE.get(key)
@@ -1000,6 +1029,15 @@ def cached_train_step(model: Any, loss: Any, optimizer: Any, **kwargs: Any) -> E
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return step
+
+
+def _model_signature(model: Any) -> tuple[Any, ...]:
+    """What a built step depends on besides the model object: its device and dtype
+    (``model.to`` between fits), its layers (``Sequential.append``) and their
+    configuration (a Dropout rate changed for fine-tuning)."""
+    device = model.device
+    return (None if device is None else device.name, model.dtype, tuple(id(m) for m in model.modules()),
+            repr(model.get_config()))
 
 
 def compile_step(model: Any, loss: Any, optimizer: Any) -> EagerStep:

@@ -17,7 +17,7 @@ from array_api_compat import device as _device
 
 from . import _validate
 from .backend import array_namespace, device_of, dtype_name, to_numpy
-from .errors import ShapeError
+from .errors import MissingGradientError, ShapeError
 
 __all__ = [
     "Optimizer",
@@ -91,9 +91,16 @@ class Optimizer:
 
     def step(self) -> None:
         """Apply one update to every parameter."""
+        grads = [p.grad for p in self.params]
+        if any(g is None for g in grads):
+            p = self.params[next(i for i, g in enumerate(grads) if g is None)]
+            raise MissingGradientError(
+                f"{type(self).__name__}.step: {p!r} has no gradient; a compiled training step (fit's "
+                f"default) keeps its gradients inside. Run the model's forward and backward first, or "
+                f"train with compile=False to keep every gradient")
         self.t += 1
-        for p, state in zip(self.params, self.state, strict=False):
-            value, grad = p.value, p.grad
+        for p, state, grad in zip(self.params, self.state, grads, strict=False):
+            value = p.value
             if grad.shape != value.shape:
                 raise ShapeError(f"{type(self).__name__}: the gradient of {p!r} has shape {tuple(grad.shape)}; "
                                  f"{type(p.module).__name__}.backward must store one of the parameter's shape")

@@ -177,10 +177,13 @@ class Module:
         """
         target = _backend.resolve_device(device) if device is not None else None
         name = _backend._float_dtype_name(dtype) if dtype is not None else None
-        for m in self.modules():
-            for store in (m.params, m.grads):
-                for key, value in list(store.items()):
-                    store[key] = _convert(value, target, name)
+        # Convert everything first and assign after: a conversion that fails half-way
+        # (a device that runs out of memory) leaves the model whole where it was, not
+        # split across two devices. A gradient a compiled step did not store is None.
+        moved = [(store, key, None if value is None else _convert(value, target, name))
+                 for m in self.modules() for store in (m.params, m.grads) for key, value in store.items()]
+        for store, key, value in moved:
+            store[key] = value
         return self.clear_cache()
 
     def clear_cache(self) -> Module:
