@@ -294,6 +294,92 @@ def test_softmax_cross_entropy_matches_mean_log_softmax_of_label(xp_device):
     assert_close(loss, -np.mean(log_p[np.arange(6), labels]), dtype="float64", device=xp_device)
 
 
+@pytest.mark.parametrize("label_dtype", ["uint8", "int16", "int32"])
+def test_one_hot_of_narrow_labels_with_more_classes_than_the_dtype_holds(xp_device, label_dtype):
+    """arange(300) in uint8 wraps: label 5 also matched class 261, and cross-entropy
+    with uint8 labels (as datasets ship them) gave 8.56 instead of log(300) = 5.70."""
+    from xpnet import losses
+
+    labels = np.array([5, 200, 0, 127], dtype=label_dtype)
+    out = xpnet.to_numpy(F.one_hot(xpnet.asarray(labels), 300, dtype="float64"))
+    np.testing.assert_array_equal(out, np.eye(300)[labels.astype(np.int64)])
+    logits = xpnet.asarray(np.zeros((4, 300)), dtype="float64")
+    value = losses.SoftmaxCrossEntropy()(logits, xpnet.asarray(labels))
+    assert_close(value, np.log(300.0), dtype="float64", device=xp_device)
+
+
+def test_cross_entropy_with_a_minus_inf_logit_is_finite_where_the_target_is_zero(xp_device):
+    """0 * log 0 = 0 (masked logits, or a float32 logit that overflowed), as in
+    torch.nn.functional.cross_entropy; a -inf logit on the true class stays inf."""
+    from xpnet import losses
+
+    logits = np.array([[2.0, -np.inf, 0.5], [1.0, 0.0, -np.inf]])
+    labels = np.array([0, 1])
+    finite = logits.copy()
+    finite[np.isinf(finite)] = -1e300  # the same probabilities, without the infinities
+    log_p = finite - np.log(np.exp(finite).sum(axis=1, keepdims=True))
+    expected = -log_p[np.arange(2), labels].mean()  # 0.7573...
+    z = xpnet.asarray(logits, dtype="float64")
+    target = F.one_hot(xpnet.asarray(labels), 3, dtype="float64")
+    assert_close(F.softmax_cross_entropy(z, target), expected, dtype="float64", device=xp_device)
+    assert_close(losses.SoftmaxCrossEntropy()(z, xpnet.asarray(labels)), expected, dtype="float64", device=xp_device)
+    weighted = losses.SoftmaxCrossEntropy()(z, xpnet.asarray(labels), sample_weight=xpnet.asarray(np.ones(2)))
+    assert_close(weighted, expected, dtype="float64", device=xp_device)
+    grad = xpnet.to_numpy(F.softmax_cross_entropy_backward(z, target))
+    assert np.isfinite(grad).all()
+    on_target = F.softmax_cross_entropy(z, F.one_hot(xpnet.asarray(np.array([1, 2])), 3, dtype="float64"))
+    assert float(xpnet.to_numpy(on_target)) == np.inf
+
+
+FUNCTIONAL_LOSSES = [
+    ("softmax_cross_entropy", F.softmax_cross_entropy, "logits", "one_hot"),
+    ("softmax_cross_entropy_backward", F.softmax_cross_entropy_backward, "logits", "one_hot"),
+    ("nll_loss", F.nll_loss, "log_probs", "one_hot"),
+    ("cross_entropy", F.cross_entropy, "probabilities", "one_hot"),
+    ("binary_cross_entropy", F.binary_cross_entropy, "probabilities", r"reshape the targets to \(N, 1\)"),
+    ("binary_cross_entropy_backward", F.binary_cross_entropy_backward, "probabilities", "reshape"),
+    ("binary_cross_entropy_with_logits", F.binary_cross_entropy_with_logits, "logits", "reshape"),
+    ("binary_cross_entropy_with_logits_backward", F.binary_cross_entropy_with_logits_backward, "logits", "reshape"),
+    ("mean_squared_error", F.mean_squared_error, "predictions", "reshape"),
+    ("mean_squared_error_backward", F.mean_squared_error_backward, "predictions", "reshape"),
+]
+
+
+@pytest.mark.parametrize("name, fn, what, hint", FUNCTIONAL_LOSSES, ids=[c[0] for c in FUNCTIONAL_LOSSES])
+def test_functional_losses_refuse_a_broadcast(xp_device, name, fn, what, hint):
+    """(N, 1) outputs against (N,) targets, or (N,) integer labels against (N, N)
+    logits, broadcast to (N, N) and gave a wrong number without complaint."""
+    from xpnet.errors import ShapeError
+
+    rng = np.random.default_rng(0)
+    if hint == "one_hot":
+        pred, target = rng.random((3, 3)) * 0.8 + 0.1, np.array([0, 2, 1])  # N == K
+        if name == "nll_loss":
+            pred = np.log(pred)
+    else:
+        pred, target = rng.random((3, 1)) * 0.8 + 0.1, np.array([1.0, 0.0, 1.0])
+        hint = r"reshape the targets to \(N, 1\)"
+    if hint == "one_hot":
+        hint = r"use one_hot\(labels, K\) first"
+    p = xpnet.asarray(pred, dtype="float64")
+    t = xpnet.asarray(target, dtype="float64" if target.dtype.kind == "f" else None)
+    with pytest.raises(ShapeError, match=rf"{name} got {what} of shape \(3, \d\) and targets of shape \(3,\); "
+                                         rf"they must have the same shape; .*{hint}"):
+        fn(p, t)
+
+
+def test_weighted_losses_with_all_zero_weights_are_zero_not_nan(xp_device):
+    from xpnet import losses
+
+    z = xpnet.asarray(np.random.default_rng(1).standard_normal((4, 3)), dtype="float64")
+    for loss, target in [(losses.SoftmaxCrossEntropy(), np.array([0, 1, 2, 0])),
+                         (losses.MeanSquaredError(), np.zeros((4, 3))),
+                         (losses.BinaryCrossEntropy(from_logits=True), np.ones((4, 3)))]:
+        value = loss(z, xpnet.asarray(target), sample_weight=xpnet.asarray(np.zeros(4)))
+        assert float(xpnet.to_numpy(value)) == 0.0, loss
+        np.testing.assert_array_equal(xpnet.to_numpy(loss.backward()), np.zeros((4, 3)))
+
+
 # ------------------------------------------------------------------ gradients by finite differences
 def _loss_pairs():
     return [

@@ -96,6 +96,8 @@ class Loss:
             )
         w = xp.astype(sample_weight, pred.dtype)
         total = xp.sum(w)
+        # all weights zero (or an empty batch): a loss and gradient of 0, not 0/0 = nan
+        total = xp.where(total > 0, total, xp.ones_like(total))
         # The unweighted gradient is the per-sample gradient divided by N; rescaling
         # each row by N w_i / sum(w) turns it into the weighted mean's gradient.
         scale = w * (float(n) / total)
@@ -205,7 +207,9 @@ class SoftmaxCrossEntropy(Loss):
 
     def _per_sample(self, pred, target):
         self._log_probs = F.log_softmax(pred)
-        return -array_namespace(pred).sum(target * self._log_probs, axis=1)
+        xp = array_namespace(pred)
+        log_probs = xp.where(target == 0, xp.zeros_like(self._log_probs), self._log_probs)  # 0 log 0 = 0
+        return -xp.sum(target * log_probs, axis=1)
 
 
 def _same_shape_target(name: str, pred: Any, target: Any) -> Any:
