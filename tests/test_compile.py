@@ -397,3 +397,35 @@ def test_compile_true_on_a_backend_without_a_compiled_step_raises():
         model = _model(nn.ReLU, 0.0, 5)
     with pytest.raises(ValueError, match=r"cannot compile the training step on strict: .*compile='auto' or False"):
         xpnet.fit(model, "cross_entropy", X, y, epochs=1, progress=False, compile=True)
+
+
+def test_a_user_loss_that_returns_a_kept_gradient_array_is_not_written_to():
+    """The NumPy kernels update the loss gradient in place; a user loss returning an
+    array it keeps (a cached constant) saw it shrink step by step, and training stalled."""
+
+    class LinearScore(losses.Loss):  # loss = -mean(w . pred); its gradient is a constant
+        def _target(self, pred, target):
+            return target
+
+        def _value(self, pred, target):
+            self._g = getattr(self, "_g", None)
+            if self._g is None or self._g.shape != pred.shape:
+                self._g = -np.ones(pred.shape) / pred.shape[0]
+            return -(pred * np.ones(pred.shape)).sum() / pred.shape[0]
+
+        def _grad(self, pred, target):
+            return self._g
+
+    X, y = _data(3)
+    runs = {}
+    for compile in (False, "auto"):
+        with xpnet.using("cpu", dtype="float64"):
+            xpnet.seed(0)
+            model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3), nn.Sigmoid())
+        loss = LinearScore()
+        history = xpnet.fit(model, loss, X, y, optimizer=optim.SGD(model.parameters(), lr=0.5), epochs=3,
+                            batch_size=BATCH, progress=False, metrics=(), compile=compile, seed=1)
+        assert history.params["compile"] == ("eager" if compile is False else "numpy")
+        runs[compile] = history.history["loss"]
+        np.testing.assert_array_equal(loss._g, -np.ones(loss._g.shape) / loss._g.shape[0])
+    np.testing.assert_allclose(runs["auto"], runs[False], rtol=1e-12)

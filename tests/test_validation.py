@@ -413,3 +413,31 @@ def test_other_public_entry_points():
 def test_validation_pair_of_different_lengths_is_named():
     fit_fails(ValueError, r"fit \(validation_data\): X has 10 samples but y has 9",
               validation_data=(X[:10], Y[:9]))
+
+
+@pytest.mark.parametrize("dtype", ["int64", "float16", "int32"])
+def test_layers_refuse_parameter_dtypes_other_than_float32_and_float64(dtype):
+    """int64 weights were silently truncated initial values; float16 ones trained to
+    NaN with Adam's default eps (it underflows to 0)."""
+    with pytest.raises(TypeError, match=rf"xpnet parameters must be float32 or float64, got {dtype}"):
+        nn.Linear(3, 2, dtype=dtype)
+
+
+@pytest.mark.parametrize("layer", [nn.ReLU(), nn.Sigmoid(), nn.Tanh(), nn.Softmax(), nn.Dropout(0.4)], ids=repr)
+def test_parameter_free_layers_refuse_a_gradient_of_another_shape(layer):
+    """(1, 3) broadcast against a (2, 3) forward and returned a (2, 3) gradient."""
+    layer.train()
+    layer.forward(xpnet.asarray(np.ones((2, 3))))
+    with pytest.raises(ShapeError, match=rf"{re.escape(repr(layer))}.backward got a gradient of shape \(1, 3\); "
+                                         rf"expected \(2, 3\)"):
+        layer.backward(xpnet.asarray(np.ones((1, 3))))
+
+
+@pytest.mark.parametrize("device", ["cpu", "strict"])
+def test_an_empty_batch_goes_through_flatten(device):
+    with xpnet.using(device):
+        model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
+        assert tuple(model.predict(np.zeros((0, 3, 4))).shape) == (0, 2)
+        flat = nn.Flatten()
+        assert tuple(flat.forward(xpnet.asarray(np.zeros((0, 3, 4)))).shape) == (0, 12)
+        assert tuple(flat.backward(xpnet.asarray(np.zeros((0, 12)))).shape) == (0, 3, 4)

@@ -482,6 +482,7 @@ class _NpEagerLoss:
 
     def __init__(self, loss: Any):
         self.loss = loss
+        self.grad: np.ndarray | None = None
 
     def forward(self, z: np.ndarray, y: np.ndarray) -> Any:
         loss = self.loss
@@ -492,7 +493,13 @@ class _NpEagerLoss:
             loss.validate = previous
 
     def backward(self) -> np.ndarray:
-        return self.loss.backward()
+        # The kernels below update the gradient in place; a user's loss may hand back
+        # an array it keeps (a cached constant), which the eager path never writes to.
+        g = self.loss.backward()
+        if self.grad is None or self.grad.shape != g.shape or self.grad.dtype != g.dtype:
+            self.grad = np.empty_like(g)
+        np.copyto(self.grad, g)
+        return self.grad
 
 
 class _NpAccuracy:

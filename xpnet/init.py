@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _validate
 from . import random as _random
-from .backend import Device, default_dtype, dtype_name, resolve_device
+from .backend import Device, _float_dtype_name, default_dtype, resolve_device
 
 __all__ = ["xavier_uniform", "xavier_normal", "he_normal", "he_uniform", "normal", "zeros", "get"]
 
@@ -71,7 +71,9 @@ def _fans(shape: Shape) -> tuple[int, int]:
 
 
 def _place(host: np.ndarray, dtype: Any, device: str | Device | None) -> Any:
-    name = dtype_name(dtype) if dtype is not None else default_dtype()
+    # int64 weights would be silently truncated initial values, float16 ones train to
+    # NaN (Adam's eps underflows): parameters are float32 or float64, as in use()
+    name = _float_dtype_name(dtype) if dtype is not None else default_dtype()
     return resolve_device(device).asarray(host.astype(name), dtype=name)
 
 

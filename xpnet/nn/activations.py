@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .. import functional as F
 from ..backend import array_namespace
+from ..errors import ShapeError
 from .module import Module, check_gradient_device
 
 __all__ = ["ReLU", "Sigmoid", "Tanh", "Softmax", "Identity", "Flatten"]
@@ -38,6 +40,9 @@ class _Activation(Module):
         cache = self._cached()
         if type(grad_out) is not type(cache):
             check_gradient_device(self, grad_out)
+        if grad_out.shape != cache.shape:  # would broadcast: a (1, K) gradient "works" for (N, K)
+            raise ShapeError(f"{self!r}.backward got a gradient of shape {tuple(grad_out.shape)}; expected "
+                             f"{tuple(cache.shape)}, the shape of the last forward's output")
         try:
             return self._backward(grad_out, cache)
         except (TypeError, ValueError, RuntimeError):
@@ -112,8 +117,8 @@ class Flatten(_Activation):
 
     def forward(self, x: Any) -> Any:
         self._cache = tuple(x.shape)
-        n = x.shape[0]
-        return array_namespace(x).reshape(x, (n, -1))
+        # an explicit width: reshape(x, (0, -1)) of an empty batch is ambiguous and fails
+        return array_namespace(x).reshape(x, (x.shape[0], math.prod(x.shape[1:])))
 
     def backward(self, grad_out: Any) -> Any:
         """Shapes: (N, H*W*C) -> (N, H, W, C), the forward input's shape."""

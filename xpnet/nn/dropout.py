@@ -7,6 +7,7 @@ from typing import Any
 from .. import _validate
 from .. import random as _random
 from ..backend import device_of, dtype_name
+from ..errors import ShapeError
 from .module import Module, check_gradient_device
 
 __all__ = ["Dropout"]
@@ -42,6 +43,9 @@ class Dropout(Module):
             return grad_out
         if type(grad_out) is not type(self._mask):
             check_gradient_device(self, grad_out)
+        if grad_out.shape != self._mask.shape:
+            raise ShapeError(f"{self!r}.backward got a gradient of shape {tuple(grad_out.shape)}; expected "
+                             f"{tuple(self._mask.shape)}, the shape of the last forward's output")
         try:
             return grad_out * self._mask
         except (TypeError, ValueError, RuntimeError):
