@@ -261,7 +261,7 @@ def fit_data(model: Any, loss: Any, X: Any, y: Any, validation_data: tuple[Any, 
         raise ValueError(f"fit: batch_size={batch_size} with drop_last=True drops all {n} training samples "
                          f"(no full batch); use batch_size <= {n} or drop_last=False")
     _check_optimizer(model, optimizer)
-    was_training = model.training
+    modes = model._modes()  # each module's own flag: a Dropout set to eval by hand stays so
     try:
         out_shape = _probe("fit", model, X, "X")
         targets("fit", loss, (n, *out_shape[1:]), y, "y")
@@ -279,7 +279,7 @@ def fit_data(model: Any, loss: Any, X: Any, y: Any, validation_data: tuple[Any, 
                 finite["y_val"] = yv
         check_finite("fit", finite)
     finally:
-        model.train(was_training)
+        model._restore_modes(modes)
     names = {"loss", "lr", *metric_names}
     if validation_data is not None:
         names |= {f"val_{m}" for m in ("loss", *metric_names)}

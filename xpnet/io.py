@@ -37,7 +37,7 @@ from . import random as _random
 from .backend import FLOAT_DTYPES, default_dtype, to_numpy, using
 from .errors import CorruptFileError
 from .history import History
-from .nn.module import Module, layer_class
+from .nn.module import Module, check_rebuildable, layer_class, layer_type
 
 __all__ = ["save", "load", "load_checkpoint", "Checkpoint"]
 
@@ -93,6 +93,7 @@ def save(
     """
     if not isinstance(model, Module):
         raise TypeError(f"save() expects an xpnet.nn.Module, got {type(model).__name__}")
+    check_rebuildable(model)  # a layer load could not rebuild fails here, not as a "corrupt" file later
     target = pathlib.Path(os.fspath(path))
     if target.suffix != ".npz":
         target = target.with_name(target.name + ".npz")
@@ -105,7 +106,7 @@ def save(
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "xpnet_version": _xpnet_version(),
-        "architecture": {"type": type(model).__name__, "config": model.get_config()},
+        "architecture": {"type": layer_type(model), "config": model.get_config()},
         "dtype": model.dtype,
         "device": model.device.name if model.device is not None else None,
         "parameters": [

@@ -399,7 +399,7 @@ def evaluate(model: Any, loss: Any, X: Any, y: Any, *, batch_size: int = 1024,
     n = Xd.shape[0]
     if n == 0:
         raise ValueError("evaluate got an empty data set")
-    was_training = model.training
+    modes = model._modes()  # each module's own flag: a Dropout set to eval by hand stays so
     model.eval()
     threshold = _threshold(loss)
     if loss.validate:  # fit checked its validation set once; its per-epoch calls skip this
@@ -416,7 +416,7 @@ def evaluate(model: Any, loss: Any, X: Any, y: Any, *, batch_size: int = 1024,
                 sums = batch if sums is None else [s + b for s, b in zip(sums, batch, strict=False)]
         total, *counts = (float(s) for s in sums)
     finally:
-        model.train(was_training)
+        model._restore_modes(modes)
     result = {"loss": total / n}
     for (name, _), c in zip(metric_fns, counts, strict=False):
         result[name] = 1.0 - c / n if name == "error" else c / n

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .module import Module, check_gradient_device
+from .module import Module, check_gradient_device, layer_type
 
 __all__ = ["Sequential"]
 
@@ -18,12 +18,12 @@ class Sequential(Module):
 
     def __init__(self, *layers: Module):
         super().__init__()
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Module):
-                raise TypeError(f"Sequential layer {i} is a {type(layer).__name__}, not an xpnet.nn.Module")
-        self.layers: list[Module] = list(layers)
+        self.layers: list[Module] = []
+        _check_layers(self, layers)
+        self.layers = list(layers)
 
     def children(self) -> list[Module]:
+        """The layers, in order."""
         return self.layers
 
     def forward(self, x: Any) -> Any:
@@ -59,10 +59,15 @@ class Sequential(Module):
 
     def append(self, layer: Module) -> Sequential:
         """Add a layer at the end; returns self."""
+        _check_layers(self, [*self.layers, layer])
         self.layers.append(layer)
         return self
 
-    def __getitem__(self, i: int) -> Module:
+    def __getitem__(self, i: int | slice) -> Module:
+        """``model[i]`` is layer ``i``; ``model[a:b]`` a Sequential of those layers
+        (the same layer objects, as in PyTorch)."""
+        if isinstance(i, slice):
+            return Sequential(*self.layers[i])
         return self.layers[i]
 
     def __len__(self) -> int:
@@ -72,7 +77,7 @@ class Sequential(Module):
         return iter(self.layers)
 
     def get_config(self) -> dict[str, Any]:
-        return {"layers": [{"type": type(m).__name__, "config": m.get_config()} for m in self.layers]}
+        return {"layers": [{"type": layer_type(m), "config": m.get_config()} for m in self.layers]}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Sequential:
@@ -84,8 +89,34 @@ class Sequential(Module):
         lines = []
         for i, layer in enumerate(self.layers):
             n = layer.num_parameters()
-            suffix = f"  # {n:,} params" if n else ""
-            lines.append(f"  ({i}): {layer!r}{suffix}")
+            # a container's own repr ends with its summary; indent its lines under ours
+            suffix = f"  # {n:,} params" if n and not layer.children() else ""
+            text = repr(layer).replace("\n", "\n  ")
+            lines.append(f"  ({i}): {text}{suffix}")
         where = f", {self.dtype} on {self.device}" if self.device is not None else ""
         body = "\n".join(lines)
         return f"Sequential(\n{body}\n)  # {self.num_parameters():,} parameters{where}"
+
+
+def _check_layers(container: Sequential, layers: Any) -> None:
+    """Every layer a Module, and no module object in two places: each layer caches
+    its input in forward for its backward, so a second use of one object overwrites
+    the first one's cache and backward computes wrong gradients without an error."""
+    where: dict[int, int] = {id(container): -1}
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Module):
+            raise TypeError(f"Sequential layer {i} is a {type(layer).__name__}, not an xpnet.nn.Module")
+        for m in layer.modules():
+            first = where.setdefault(id(m), i)
+            if first == i:
+                continue
+            if first == -1:
+                raise ValueError(f"Sequential layer {i} is (or contains) the Sequential itself")
+            name = type(m).__name__
+            share = (" To share weights between two positions, write one layer whose forward and backward "
+                     "use them twice." if m.params else "")
+            raise ValueError(
+                f"Sequential layer {i} is (or contains) the same {name} object as layer {first}. Each layer "
+                f"caches its input for backward, so a second use overwrites the first one's cache and "
+                f"gives wrong gradients: create a new {name}(...) for each position.{share}"
+            )

@@ -77,7 +77,15 @@ class Module:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        _LAYERS[cls.__name__] = cls
+        _register(cls)
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached when normal lookup failed: a subclass whose __init__ never ran
+        # Module.__init__ has no params/grads/training
+        if name in ("params", "grads", "training"):
+            raise AttributeError(f"{type(self).__name__} has no {name!r}: its __init__ must call "
+                                 f"super().__init__() before anything else")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __init__(self) -> None:
         self.params: dict[str, Any] = {}
@@ -106,26 +114,61 @@ class Module:
         return self.forward(x)
 
     # -- structure ----------------------------------------------------------------
+    def named_children(self) -> list[tuple[str, Module]]:
+        """Direct sub-modules with their names.
+
+        By default, as in PyTorch, the modules held in this module's attributes (and
+        in list or tuple attributes, named ``"blocks.0"``, ...) in the order they were
+        set: ``self.fc1 = nn.Linear(...)`` makes ``fc1`` a child, and its parameters
+        ``"fc1.W"``, ``"fc1.b"``. A subclass that overrides :meth:`children` gets those,
+        named ``"0"``, ``"1"``, ...; :class:`~xpnet.nn.Sequential` names its layers so.
+        """
+        if type(self).children is not Module.children:
+            return [(str(i), child) for i, child in enumerate(self.children())]
+        found = []
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                found.append((name, value))
+            elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Module) for v in value):
+                found.extend((f"{name}.{i}", v) for i, v in enumerate(value))
+        return found
+
     def children(self) -> list[Module]:
-        """Direct sub-modules (empty for a plain layer)."""
-        return []
+        """Direct sub-modules (empty for a plain layer); see :meth:`named_children`."""
+        return [child for _, child in self.named_children()]
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """``(qualified name, Parameter)`` pairs, e.g. ``("0.W", ...)`` in a Sequential."""
+        """``(qualified name, Parameter)`` pairs, e.g. ``("0.W", ...)`` in a Sequential
+        or ``("fc1.W", ...)`` for a child held in attribute ``fc1``. A module reached
+        twice (weights shared through two attributes) is listed once, under its first
+        name, so an optimizer steps it once."""
+        seen: set[int] = set()
+        yield from self._named_parameters(prefix, seen)
+
+    def _named_parameters(self, prefix: str, seen: set[int]) -> Iterator[tuple[str, Parameter]]:
+        if id(self) in seen:
+            return
+        seen.add(id(self))
         for name in self.params:
             yield prefix + name, Parameter(self, name)
-        for i, child in enumerate(self.children()):
-            yield from child.named_parameters(f"{prefix}{i}.")
+        for name, child in self.named_children():
+            yield from child._named_parameters(f"{prefix}{name}.", seen)
 
     def parameters(self) -> list[Parameter]:
         """Every parameter of this module and its children, as handles for an optimizer."""
         return [p for _, p in self.named_parameters()]
 
     def modules(self) -> Iterator[Module]:
-        """This module and all sub-modules, depth first."""
-        yield self
-        for child in self.children():
-            yield from child.modules()
+        """This module and all sub-modules, depth first, each once."""
+        seen: set[int] = set()
+        stack: list[Module] = [self]
+        while stack:
+            module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield module
+            stack.extend(reversed(module.children()))
 
     def num_parameters(self) -> int:
         """Total number of scalar parameters."""
@@ -155,6 +198,16 @@ class Module:
     def eval(self) -> Module:
         """Switch to evaluation mode (dropout off); returns self."""
         return self.train(False)
+
+    def _modes(self) -> list[tuple[Module, bool]]:
+        """Every module's own train/eval flag, for :meth:`_restore_modes` (a Dropout
+        put in eval mode by hand stays there after ``predict``)."""
+        return [(m, m.training) for m in self.modules()]
+
+    @staticmethod
+    def _restore_modes(modes: list[tuple[Module, bool]]) -> None:
+        for m, mode in modes:
+            m.training = mode
 
     @property
     def device(self) -> _backend.Device | None:
@@ -244,7 +297,7 @@ class Module:
         _validate.predict_arguments("predict", batch_size)
         xp_x = self._prepare_input(_validate.as_host("predict", "x", x))
         n = xp_x.shape[0]
-        was_training = self.training
+        modes = self._modes()
         self.eval()
         try:
             with _backend.using(_backend.device_of(xp_x)):  # CuPy computes on its current GPU
@@ -259,7 +312,7 @@ class Module:
                                     for i in range(batch_size, n, batch_size)]
                 return array_namespace_of(chunks[0]).concat(chunks, axis=0)
         finally:
-            self.train(was_training)
+            self._restore_modes(modes)
 
     def predict_proba(self, x: Any, batch_size: int | None = 1024) -> Any:
         """Class probabilities: softmax of the outputs (sigmoid for one output), unless
@@ -267,8 +320,9 @@ class Module:
         from .. import functional as F
 
         out = self.predict(x, batch_size)
-        last = self._last_layer()
-        if type(last).__name__ in ("Softmax", "Sigmoid"):
+        from .activations import Sigmoid, Softmax
+
+        if isinstance(self._last_layer(), (Softmax, Sigmoid)):
             return out
         return F.sigmoid(out) if out.shape[-1] == 1 else F.softmax(out)
 
@@ -334,6 +388,53 @@ def _convert(value: Any, device: _backend.Device | None, dtype: str | None) -> A
             return value
         return source.xp.astype(value, source.dtype(dtype))
     return target.asarray(source.to_numpy(value), dtype=dtype or value.dtype)
+
+
+def _register(cls: type[Module]) -> None:
+    """Register a layer class for loading by name. xpnet's own layers keep their
+    bare names: a user's ``class ReLU(nn.Module)`` (the course exercise) goes under
+    its qualified name, ``"__main__.ReLU"``, and never replaces ``nn.ReLU`` in a model
+    loaded afterwards. A class redefined under the same name (a notebook cell run
+    again) replaces its earlier self."""
+    name = cls.__name__
+    owner = _LAYERS.get(name)
+    if owner is not None and _is_builtin(owner) and not _is_builtin(cls):
+        name = f"{cls.__module__}.{cls.__qualname__}"
+    _LAYERS[name] = cls
+    cls._xpnet_layer_name = name
+
+
+def _is_builtin(cls: type) -> bool:
+    return cls.__module__.split(".")[0] == "xpnet"
+
+
+def layer_type(module: Module) -> str:
+    """The name ``module``'s class is saved under (see :func:`layer_class`)."""
+    return type(module).__dict__.get("_xpnet_layer_name") or type(module).__name__
+
+
+def check_rebuildable(model: Module) -> None:
+    """Raise ``TypeError`` if some module of ``model`` cannot be rebuilt from its
+    :meth:`~Module.get_config` (a constructor that needs arguments the inherited,
+    empty ``get_config`` does not give): ``xpnet.save`` calls this so the mistake
+    shows when saving, not as a "corrupt" file when loading."""
+    import inspect
+
+    for m in model.modules():
+        cls = type(m)
+        if cls.from_config.__func__ is not Module.from_config.__func__:
+            continue  # its own from_config knows what it needs
+        config = m.get_config()
+        try:
+            inspect.signature(cls).bind(**config)
+        except TypeError as exc:
+            raise TypeError(
+                f"cannot save {cls.__name__}: {cls.__name__}.get_config() returns {config!r}, which does not "
+                f"rebuild it ({exc}); define get_config() to return the constructor's arguments, e.g. "
+                f"{{'features': self.features}}"
+            ) from None
+        except ValueError:
+            continue  # no signature to check (a C-implemented __init__)
 
 
 def layer_class(name: str) -> type[Module]:

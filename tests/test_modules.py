@@ -1,0 +1,197 @@
+"""Module structure as a course or a PyTorch user writes it: sub-modules held in
+attributes, one object per position in a Sequential, user classes named like the
+built-ins, nested containers, and each module's own train/eval flag."""
+
+import copy
+import pickle
+import re
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet import gradcheck, nn, optim
+
+RNG = np.random.default_rng(4)
+X = RNG.standard_normal((30, 6))
+Y = RNG.integers(0, 3, 30)
+
+
+class TwoLayerNet(nn.Module):
+    """The CS231n / PyTorch pattern: layers in attributes, forward and backward by hand."""
+
+    def __init__(self, hidden=5):
+        super().__init__()
+        self.hidden = hidden
+        self.fc1 = nn.Linear(6, hidden)
+        self.relu = nn.ReLU()
+        self.fc2 = nn.Linear(hidden, 3)
+
+    def forward(self, x):
+        return self.fc2.forward(self.relu.forward(self.fc1.forward(x)))
+
+    def backward(self, g):
+        return self.fc1.backward(self.relu.backward(self.fc2.backward(g)))
+
+    def get_config(self):
+        return {"hidden": self.hidden}
+
+
+class Blocks(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = [nn.Linear(6, 4), nn.Linear(4, 3)]
+
+    def forward(self, x):
+        for b in self.blocks:
+            x = b.forward(x)
+        return x
+
+    def backward(self, g):
+        for b in reversed(self.blocks):
+            g = b.backward(g)
+        return g
+
+
+def test_sub_modules_in_attributes_are_found_like_pytorch(tmp_path):
+    """Before, such a model had 0 parameters: the optimizer said 'pass
+    model.parameters()' (the student had), to()/eval() skipped the layers, and save
+    wrote a file load called corrupt."""
+    xpnet.seed(0)
+    model = TwoLayerNet()
+    assert [name for name, _ in model.named_children()] == ["fc1", "relu", "fc2"]
+    assert list(model.state_dict()) == ["fc1.W", "fc1.b", "fc2.W", "fc2.b"]
+    assert model.num_parameters() == 6 * 5 + 5 + 5 * 3 + 3
+    assert [name for name, _ in Blocks().named_parameters()] == ["blocks.0.W", "blocks.0.b", "blocks.1.W", "blocks.1.b"]
+
+    history = xpnet.fit(model, "cross_entropy", X, Y, optimizer=optim.SGD(model.parameters(), lr=0.1), epochs=5,
+                        progress=False)
+    assert history.params["compile"] == "eager"  # a user's composite runs its own forward/backward
+    assert history["loss"][-1] < history["loss"][0]
+
+    model.eval()
+    assert not model.fc1.training and not model.relu.training
+    model.to(dtype="float64")
+    assert model.fc1.dtype == model.fc2.dtype == "float64"
+    assert gradcheck.check_model(model, "cross_entropy", X[:5], Y[:5]).passed
+
+    path = xpnet.save(model, tmp_path / "net.npz")
+    loaded = xpnet.load(path)
+    assert type(loaded) is TwoLayerNet
+    np.testing.assert_array_equal(xpnet.to_numpy(loaded.predict(X)), xpnet.to_numpy(model.predict(X)))
+    for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        np.testing.assert_array_equal(xpnet.to_numpy(other.predict(X)), xpnet.to_numpy(model.predict(X)))
+
+
+def test_a_module_reached_twice_is_counted_and_stepped_once():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Linear(4, 4)
+            self.decoder = self.encoder
+
+    model = Tied()
+    assert [name for name, _ in model.named_parameters()] == ["encoder.W", "encoder.b"]
+    assert model.num_parameters() == 20
+    assert len(list(model.modules())) == 2
+
+
+@pytest.mark.parametrize("reuse", ["activation", "linear", "nested", "append", "itself"])
+def test_one_module_object_in_two_places_of_a_sequential_is_refused(reuse):
+    """Each layer caches its input for backward: a reused ReLU overwrote the first
+    use's cache, eager training computed wrong gradients with no error, and compiled
+    training (one kernel per position) disagreed with it."""
+    relu, lin = nn.ReLU(), nn.Linear(4, 4)
+    with pytest.raises(ValueError) as info:
+        if reuse == "activation":
+            nn.Sequential(nn.Linear(4, 4), relu, nn.Linear(4, 4), relu)
+        elif reuse == "linear":
+            nn.Sequential(lin, nn.Tanh(), lin)
+        elif reuse == "nested":
+            nn.Sequential(nn.Sequential(nn.Linear(4, 4), relu), relu)
+        elif reuse == "append":
+            nn.Sequential(nn.Linear(4, 4), relu).append(relu)
+        else:
+            model = nn.Sequential(nn.Linear(4, 4))
+            model.append(model)
+    text = str(info.value)
+    if reuse == "itself":
+        assert "contains) the Sequential itself" in text
+        return
+    name, first, second = {"activation": ("ReLU", 1, 3), "linear": ("Linear", 0, 2), "nested": ("ReLU", 0, 1),
+                           "append": ("ReLU", 1, 2)}[reuse]
+    assert re.search(rf"layer {second} is \(or contains\) the same {name} object as layer {first}\. .*"
+                     rf"create a new {name}\(\.\.\.\) for each position", text), text
+    assert ("share weights" in text) == (name == "Linear")
+
+
+def test_append_and_slicing():
+    model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3))
+    with pytest.raises(TypeError, match=r"Sequential layer 3 is a ufunc, not an xpnet.nn.Module"):
+        model.append(np.tanh)
+    head = model[0:2]
+    assert isinstance(head, nn.Sequential) and head[0] is model[0]
+    assert tuple(head.predict(X).shape) == (30, 4)
+
+
+def test_a_user_class_named_like_a_built_in_does_not_replace_it_when_loading(tmp_path):
+    xpnet.seed(0)
+    model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3))
+    path = xpnet.save(model, tmp_path / "std.npz")
+
+    class ReLU(nn.Module):  # a student's unfinished homework
+        def forward(self, x):
+            return x * 0
+
+        def backward(self, g):
+            return g
+
+    loaded = xpnet.load(path)
+    assert type(loaded[1]) is nn.ReLU
+    np.testing.assert_array_equal(xpnet.to_numpy(loaded.predict(X)), xpnet.to_numpy(model.predict(X)))
+    # the student's own class saves and loads under its qualified name
+    mine = nn.Sequential(nn.Linear(6, 3), ReLU())
+    assert mine.get_config()["layers"][1]["type"].endswith("ReLU") and mine.get_config()["layers"][1]["type"] != "ReLU"
+    assert type(xpnet.load(xpnet.save(mine, tmp_path / "mine.npz"))[1]) is ReLU
+
+
+def test_save_refuses_a_layer_its_config_cannot_rebuild(tmp_path):
+    class Scale(nn.Module):  # getting-started's layer, before it defines get_config
+        def __init__(self, features):
+            super().__init__()
+            self.params["g"] = xpnet.asarray(np.ones(features))
+
+    with pytest.raises(TypeError, match=r"cannot save Scale: Scale.get_config\(\) returns \{\}, which does not "
+                                        r"rebuild it .*define get_config\(\)"):
+        xpnet.save(nn.Sequential(nn.Linear(6, 3), Scale(3)), tmp_path / "s.npz")
+    assert not list(tmp_path.iterdir())
+
+
+def test_forgetting_super_init_is_named():
+    class NoSuper(nn.Module):
+        def __init__(self):
+            self.scale = 2.0
+
+    with pytest.raises(AttributeError, match=r"NoSuper has no 'params': its __init__ must call super\(\).__init__\(\)"):
+        NoSuper().parameters()
+
+
+def test_nested_sequential_prints_indented_with_one_count_per_line():
+    text = repr(nn.Sequential(nn.Sequential(nn.Linear(2, 3), nn.ReLU()), nn.Linear(3, 1)))
+    assert text.splitlines() == [
+        "Sequential(",
+        "  (0): Sequential(",
+        "    (0): Linear(2→3)  # 9 params",
+        "    (1): ReLU()",
+        "  )  # 9 parameters, float32 on cpu",
+        "  (1): Linear(3→1)  # 4 params",
+        ")  # 13 parameters, float32 on cpu",
+    ]
+
+
+def test_predict_and_evaluate_keep_each_modules_own_mode():
+    model = nn.Sequential(nn.Linear(6, 4), nn.Dropout(0.5), nn.Linear(4, 3))
+    model[1].eval()
+    model.predict(X)
+    xpnet.evaluate(model, "cross_entropy", X, Y)
+    assert [m.training for m in model] == [True, False, True]
