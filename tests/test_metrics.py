@@ -175,3 +175,10 @@ def test_binary_accuracy_errors():
         metrics.binary_accuracy(MULTI_LABEL[:, :2], MULTI_LABEL[:, :1].astype(float))
     with pytest.raises(ShapeError, match=r"y_true of shape \(4, 3, 1\)"):
         metrics.binary_accuracy(MULTI_LABEL[..., None], MULTI_LABEL.astype(float))
+
+
+def test_metric_functions_are_the_same_object_each_time():
+    # The compiled training step is cached on the metric functions: a new function per
+    # fit call would rebuild (retrace) the step every time.
+    assert metrics.get("top3_accuracy")[1] is metrics.get("top3")[1]
+    assert metrics.get("accuracy", task="binary")[1] is metrics.get("error", task="binary")[1]
