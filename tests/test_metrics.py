@@ -91,3 +91,94 @@ def test_metric_arguments():
         metrics.accuracy(Y, SCORES[..., None])
     with pytest.raises(TypeError, match=r"a metric must be named by a string"):
         metrics.get(None)
+
+
+def _score_sets(rng, n=120, k=7):
+    """Continuous scores, heavily tied scores (3 distinct values), and all-equal scores."""
+    return [rng.standard_normal((n, k)), rng.integers(0, 3, size=(n, k)).astype(float), np.zeros((n, k))]
+
+
+def test_top1_is_accuracy_on_every_backend(xp_device):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, size=120)
+    for scores in _score_sets(rng):
+        yd, sd = xpnet.asarray(y), xpnet.asarray(scores, dtype="float64")
+        assert metrics.top_k_accuracy(yd, sd, k=1) == pytest.approx(metrics.accuracy(yd, sd))
+        assert metrics.top_k_accuracy(yd, sd, k=7) == pytest.approx(1.0)
+    # Scores tied everywhere: argmax says class 0, so only class-0 samples are right.
+    assert metrics.top_k_accuracy(xpnet.asarray(np.arange(10)), xpnet.asarray(np.zeros((10, 10))), k=1) == 0.1
+
+
+def test_top_k_ties_break_like_argmax_first_index_wins(xp_device):
+    # Row [1, 1, 1, 0]: class 0 ranks first, class 1 second, class 2 third, class 3 last.
+    scores = xpnet.asarray(np.array([[1.0, 1.0, 1.0, 0.0]] * 4))
+    for label, rank in enumerate([0, 1, 2, 3]):
+        y = xpnet.asarray(np.full(4, label))
+        for k in range(1, 5):
+            assert metrics.top_k_accuracy(y, scores, k=k) == (1.0 if rank < k else 0.0), (label, k)
+    assert metrics.top_k_accuracy(xpnet.asarray(np.arange(10)), xpnet.asarray(np.zeros((10, 10))), k=3) == 0.3
+
+
+def test_top_k_nan_and_infinite_scores(xp_device):
+    nan, inf = float("nan"), float("inf")
+    scores = xpnet.asarray(np.array([
+        [nan, 0.0, 1.0],    # true 0 is NaN: never a hit, not even with k = K
+        [0.0, -inf, 1.0],   # true 0 is second; -inf elsewhere does not spoil its score
+        [0.0, inf, 1.0],    # true 2 is second, below +inf
+        [-inf, 0.0, 1.0],   # true 0 is -inf: last
+        [-inf, -inf, -inf],  # all -inf: tied, class 0 first as argmax says
+    ]))
+    y = xpnet.asarray(np.array([0, 0, 2, 0, 1]))
+    assert metrics.top_k_accuracy(y, scores, k=1) == pytest.approx(0.0)
+    assert metrics.top_k_accuracy(y, scores, k=2) == pytest.approx(3 / 5)
+    assert metrics.top_k_accuracy(y, scores, k=3) == pytest.approx(4 / 5)
+
+
+def test_top_k_matches_scikit_learn():
+    from sklearn.metrics import top_k_accuracy_score
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 7, size=120)
+    continuous, tied, equal = _score_sets(rng)
+    for k in (1, 2, 3, 6):
+        expected = top_k_accuracy_score(y, continuous, k=k, labels=range(7))
+        assert metrics.top_k_accuracy(y, continuous, k=k) == pytest.approx(expected)
+        # scikit-learn's stable sort, reversed, ranks the LAST of tied classes first;
+        # reversing the class order turns its rule into argmax's (first index wins).
+        for scores in (tied, equal):
+            expected = top_k_accuracy_score(6 - y, scores[:, ::-1], k=k, labels=range(7))
+            assert metrics.top_k_accuracy(y, scores, k=k) == pytest.approx(expected)
+
+
+MULTI_LABEL = np.array([[1, 0, 1], [0, 0, 0], [0, 1, 1], [1, 1, 0]])
+
+
+def test_binary_accuracy_is_element_wise(xp_device):
+    y = xpnet.asarray(MULTI_LABEL)
+    logits = xpnet.asarray(np.where(MULTI_LABEL == 1, 5.0, -5.0) + np.linspace(0, 0.1, 12).reshape(4, 3))
+    assert metrics.binary_accuracy(y, logits, threshold=0.0) == pytest.approx(1.0)
+    probs = xpnet.asarray(np.array([[0.9, 0.2, 0.4], [0.1, 0.6, 0.0], [0.3, 0.8, 0.7], [0.6, 0.7, 0.1]]))
+    # wrong: (0, 2), (1, 1); 10 of 12 outputs right
+    assert metrics.binary_accuracy(y, probs) == pytest.approx(10 / 12)
+    assert metrics.binary_accuracy(xpnet.asarray(MULTI_LABEL.astype(float)), probs) == pytest.approx(10 / 12)
+    # a single output column is the plain binary accuracy
+    assert metrics.binary_accuracy(np.array([0, 1, 1, 0]), np.array([[0.2], [0.9], [0.4], [0.6]])) == 0.5
+
+
+def test_binary_accuracy_errors():
+    with pytest.raises(ShapeError, match=r"binary_accuracy: y_true of shape \(4, 2\) does not match y_pred "
+                                         r"of shape \(4, 3\)"):
+        metrics.binary_accuracy(MULTI_LABEL[:, :2], MULTI_LABEL.astype(float))
+    with pytest.raises(TypeError, match=r"threshold must be a finite number, got str"):
+        metrics.binary_accuracy(MULTI_LABEL, MULTI_LABEL.astype(float), threshold="0.5")
+    with pytest.raises(ShapeError, match=r"y_true of shape \(4, 2\) does not match y_pred of shape \(4, 1\)"):
+        metrics.binary_accuracy(MULTI_LABEL[:, :2], MULTI_LABEL[:, :1].astype(float))
+    with pytest.raises(ShapeError, match=r"y_true of shape \(4, 3, 1\)"):
+        metrics.binary_accuracy(MULTI_LABEL[..., None], MULTI_LABEL.astype(float))
+
+
+def test_metric_functions_are_the_same_object_each_time():
+    # The compiled training step is cached on the metric functions: a new function per
+    # fit call would rebuild (retrace) the step every time.
+    assert metrics.get("top3_accuracy")[1] is metrics.get("top3")[1]
+    assert metrics.get("accuracy", task="binary")[1] is metrics.get("error", task="binary")[1]

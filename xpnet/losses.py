@@ -44,6 +44,15 @@ class Loss:
         validate: check the targets' values on every call (one host read).
     """
 
+    #: What the targets are, which decides the metrics :func:`xpnet.fit` and
+    #: :func:`xpnet.evaluate` report. ``"multiclass"``: one class per sample, and
+    #: "accuracy" compares argmaxes. ``"binary"``: every output is its own 0/1 decision
+    #: (binary or multi-label), and "accuracy" thresholds each output. ``None`` (the
+    #: default, and MeanSquaredError's and PoissonLoss's): a regression loss, with no
+    #: default metric, and "accuracy" is refused. A classification loss of your own
+    #: sets it on its class.
+    task: str | None = None
+
     def __init__(self, *, check_finite: bool = False, validate: bool = True):
         self.check_finite = _validate.boolean(type(self).__name__, "check_finite", check_finite)
         self.validate = _validate.boolean(type(self).__name__, "validate", validate)
@@ -160,6 +169,8 @@ class SoftmaxCrossEntropy(Loss):
     ``(softmax(logits) - onehot) / N`` of shape (N, K).
     """
 
+    task = "multiclass"
+
     def validate_target(self, pred_shape, target):
         name = type(self).__name__
         if len(pred_shape) != 2:
@@ -237,6 +248,8 @@ class BinaryCrossEntropy(Loss):
     Shapes: pred (N, M) or (N,); target the same shape of 0/1 (or (N,) for (N, 1)
     pred) -> 0-d loss; ``backward()`` has pred's shape.
     """
+
+    task = "binary"
 
     def __init__(self, from_logits: bool = False, **kwargs: Any):
         super().__init__(**kwargs)

@@ -8,12 +8,21 @@ Float labels are labels when every value is a whole number (``[0., 1., 2.]``, as
 pandas and many loaders produce); a single column of ``y_pred`` with fractional (or
 negative) values is a probability or logit and is thresholded. ``y_true`` with
 fractional values is an error: it has no class to compare with.
+
+Independent binary outputs (one sigmoid per output: multi-label targets (N, M) of
+0/1) have no single class to compare; :func:`binary_accuracy` thresholds every output
+instead, and is what :func:`xpnet.fit` reports as "accuracy" for
+:class:`~xpnet.losses.BinaryCrossEntropy`.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 from typing import Any
+
+from array_api_compat import device
 
 from . import _validate
 from . import backend as _backend
@@ -21,7 +30,7 @@ from . import functional as F
 from .backend import array_namespace
 from .errors import LabelError, ShapeError
 
-__all__ = ["accuracy", "error", "top_k_accuracy", "confusion_matrix", "get"]
+__all__ = ["accuracy", "binary_accuracy", "error", "top_k_accuracy", "confusion_matrix", "get"]
 
 
 def _labels(y: Any, threshold: float = 0.5) -> Any:
@@ -91,12 +100,63 @@ def accuracy(y_true: Any, y_pred: Any, *, threshold: float = 0.5) -> float:
     """Fraction of correct predictions, in [0, 1].
 
     Shapes: y_true (N,) labels or (N, K) one-hot; y_pred (N,) labels, (N, K) scores,
-    or (N, 1) binary probabilities (``threshold`` 0.5; use 0.0 for logits).
+    or (N, 1) binary probabilities (``threshold`` 0.5; use 0.0 for logits). Rows of
+    (N, K) are one class per sample (argmax); for multi-label targets use
+    :func:`binary_accuracy`.
     """
     _validate.real("accuracy", "threshold", threshold)
     y_true, y_pred = _pair("accuracy", y_true, y_pred)
     n = y_true.shape[0]
     return float(correct_count(y_true, y_pred, threshold)) / n if n else 0.0
+
+
+def binary_correct_count(y_true: Any, y_pred: Any, threshold: float = 0.5) -> Any:
+    """Right decisions of independent binary outputs, as a 0-d float array on the
+    device (no host sync): each sample adds the fraction of its M outputs that are
+    right, so the count over N is the mean over all N*M outputs.
+
+    Output j of sample i is right when ``y_pred[i, j] > threshold`` (0.5 for
+    probabilities, 0.0 for logits) agrees with ``y_true[i, j] > 0.5``; integer or
+    boolean arrays are decisions already (nonzero is 1). For M = 1 this is
+    :func:`correct_count`.
+
+    Shapes: y_pred (N, M) or (N,); y_true the same number of values per sample ((N,)
+    with (N, 1) is fine).
+    """
+    xp = array_namespace(y_true, y_pred)
+    n, m = y_pred.shape[0], math.prod(y_pred.shape[1:])
+    right = _decisions(xp.reshape(y_pred, (n, m)), threshold) == _decisions(xp.reshape(y_true, (n, m)), 0.5)
+    dtype = xp.float64 if _backend.dtype_name(y_pred.dtype) == "float64" else xp.float32
+    return xp.sum(xp.astype(right, dtype)) / float(m)
+
+
+def _decisions(y: Any, threshold: float) -> Any:
+    xp = array_namespace(y)
+    if _backend.dtype_name(y.dtype) in _backend.FLOAT_DTYPES:
+        return y > threshold
+    return xp.astype(y, xp.bool)
+
+
+def binary_accuracy(y_true: Any, y_pred: Any, *, threshold: float = 0.5) -> float:
+    """Fraction of independent binary outputs decided right, over all N*M of them, in
+    [0, 1] (Keras' ``binary_accuracy``): the "accuracy" :func:`xpnet.fit` reports for
+    :class:`~xpnet.losses.BinaryCrossEntropy`. A multi-label model that gets every
+    label right scores 1.0, where :func:`accuracy` would compare argmaxes.
+
+    Shapes: y_true (N, M) of 0/1 (or (N,) for one output); y_pred the same shape ((N, 1)
+    for y_true (N,)), probabilities (``threshold`` 0.5; use 0.0 for logits) or 0/1.
+    """
+    _validate.real("binary_accuracy", "threshold", threshold)
+    on = _device_for(y_pred, y_true)
+    y_true, y_pred = (_backend.asarray(_validate.as_host("binary_accuracy", name, a, labels=True), device=on)
+                      for name, a in (("y_true", y_true), ("y_pred", y_pred)))
+    shapes = [a.shape if a.ndim == 2 else (*a.shape, 1) for a in (y_true, y_pred)]
+    if y_true.ndim not in (1, 2) or y_pred.ndim not in (1, 2) or tuple(shapes[0]) != tuple(shapes[1]):
+        raise ShapeError(f"binary_accuracy: y_true of shape {tuple(y_true.shape)} does not match y_pred of shape "
+                         f"{tuple(y_pred.shape)}; pass one 0/1 target per output, shape (N, M) for M outputs "
+                         f"((N,) is fine for one output)")
+    n = y_pred.shape[0]
+    return float(binary_correct_count(y_true, y_pred, threshold)) / n if n else 0.0
 
 
 def error(y_true: Any, y_pred: Any, *, threshold: float = 0.5) -> float:
@@ -119,14 +179,24 @@ def top_k_accuracy(y_true: Any, scores: Any, k: int = 5) -> float:
 def top_k_count(y_true: Any, scores: Any, k: int) -> Any:
     """Number of samples whose true class is in the top ``k``, as a 0-d device array.
 
-    A class is in the top k when fewer than k classes score strictly higher, which
-    needs no sort (not every backend has ``argsort`` with ties defined alike).
+    Ties break as argmax breaks them, the first index first: true class ``c`` ranks
+    ``#{j: s_j > s_c} + #{j < c: s_j == s_c}`` and is in the top k when that rank is
+    below k. So top-1 is :func:`accuracy`, and equal scores (an untrained or dead
+    network) put 1 sample in K in the top 1, not all of them. A NaN score ranks above
+    every number, as in argmax; a sample whose true score is NaN is never a hit. No
+    sort (backends do not order ties in ``argsort`` alike); O(N*K) memory.
     """
     xp = array_namespace(y_true, scores)
-    onehot = F.one_hot(_labels(y_true), scores.shape[1], dtype=scores.dtype)
-    true_score = xp.sum(scores * onehot, axis=1, keepdims=True)
-    higher = xp.sum(xp.astype(scores > true_score, scores.dtype), axis=1)
-    return xp.sum(xp.astype(higher < k, scores.dtype))
+    labels = _labels(y_true)[:, None]
+    classes = xp.arange(scores.shape[1], dtype=labels.dtype, device=device(scores))[None, :]
+    is_true = classes == labels
+    # where, not a product with a one-hot row: 0 * inf and 0 * NaN elsewhere are NaN
+    true_score = xp.sum(xp.where(is_true, scores, xp.zeros_like(scores)), axis=1, keepdims=True)
+    ahead = ((scores > true_score) | ((scores == true_score) & (classes < labels))
+             | (xp.isnan(scores) & xp.logical_not(is_true)))
+    rank = xp.sum(xp.astype(ahead, scores.dtype), axis=1)
+    hit = (rank < k) & xp.logical_not(xp.isnan(true_score[:, 0]))
+    return xp.sum(xp.astype(hit, scores.dtype))
 
 
 def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int | None = None) -> list[list[int]]:
@@ -159,18 +229,35 @@ def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int | None = None) -
 _TOP_K = re.compile(r"top_?(\d+)(_accuracy)?")
 
 
-def get(name: str) -> tuple[str, Any]:
+def get(name: str, *, task: str = "multiclass") -> tuple[str, Any]:
     """Resolve a metric name for :func:`xpnet.fit` into ``(name, count_fn)`` where
     ``count_fn(y_true, scores, threshold) -> 0-d device array`` counts successes.
-    Names: ``"accuracy"``, ``"error"``, ``"top5_accuracy"`` (any k)."""
+    Names: ``"accuracy"``, ``"error"``, ``"top5_accuracy"`` (any k).
+
+    ``task`` is the loss's :attr:`~xpnet.losses.Loss.task`. ``"multiclass"``: one class
+    per sample, so "accuracy" and "error" compare argmaxes (:func:`correct_count`).
+    ``"binary"``: independent sigmoid outputs, so they threshold every output
+    (:func:`binary_correct_count`); one-hot (N, K) targets of a softmax stay argmax
+    because their loss says "multiclass", whatever the values look like."""
     if not isinstance(name, str):
         raise TypeError(f"a metric must be named by a string such as 'accuracy', got {type(name).__name__} {name!r}")
+    if task not in ("multiclass", "binary"):
+        raise ValueError(f"unknown task {task!r} for metric {name!r}; a classification Loss sets task = "
+                         f"'multiclass' (one class per sample) or 'binary' (each output a 0/1 decision)")
+    count = binary_correct_count if task == "binary" else correct_count
     if name in ("accuracy", "acc"):
-        return "accuracy", correct_count
+        return "accuracy", count
     if name == "error":
-        return "error", correct_count
+        return "error", count
     match = _TOP_K.fullmatch(name)
     if match:
         k = int(match.group(1))
-        return f"top{k}_accuracy", lambda y, s, threshold: top_k_count(y, s, k)
+        return f"top{k}_accuracy", _top_k_counter(k)
     raise ValueError(f"unknown metric {name!r}; use 'accuracy', 'error' or 'top5_accuracy'")
+
+
+@functools.cache
+def _top_k_counter(k: int) -> Any:
+    """One counting function per k, so that a compiled training step keyed on the
+    metric functions is reused across fit calls."""
+    return lambda y, s, threshold: top_k_count(y, s, k)

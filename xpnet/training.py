@@ -66,15 +66,17 @@ def _optimizer(optimizer: Any, model: Any) -> Any:
 
 
 def _metric_list(metrics: Sequence[str] | None, loss: Any) -> list[tuple[str, Any]]:
-    classification = not isinstance(loss, _losses.MeanSquaredError)
+    """``(name, count_fn)`` for each metric, as the loss's ``task`` needs: classification
+    losses default to "accuracy" (argmax for "multiclass", every output thresholded for
+    "binary"); regression losses (task None) default to none and refuse any."""
     if metrics is None:
-        metrics = ("accuracy",) if classification else ()
+        metrics = ("accuracy",) if loss.task else ()
     if isinstance(metrics, str):
         metrics = (metrics,)
-    resolved = [_metrics.get(m) for m in metrics]
-    if resolved and not classification:
-        raise ValueError(f"metrics {list(metrics)} need class labels; {loss!r} is a regression loss (use metrics=())")
-    return resolved
+    if metrics and loss.task is None:
+        raise ValueError(f"metrics {list(metrics)} need class labels; {loss!r} is a regression loss (use metrics=(), "
+                         f"or give a Loss subclass whose targets are classes task = 'multiclass' or 'binary')")
+    return [_metrics.get(m, task=loss.task) for m in metrics]
 
 
 def _threshold(loss: Any) -> float:
