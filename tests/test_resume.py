@@ -101,3 +101,26 @@ def test_a_function_schedule_counts_its_epochs_across_fits():
     assert scheduler.state_dict() == {"type": "function", "t": 4}
     with pytest.raises(ValueError, match=r"this scheduler holds a function, the state is for 'StepDecay'"):
         scheduler.load_state_dict({"type": "StepDecay", "t": 1, "lr0": 0.1})
+
+
+class _Halving:
+    """A schedule object of the user's own, with step() and lr_at() but no state_dict()."""
+
+    def __init__(self, opt):
+        self.opt, self.t = opt, 0
+
+    def lr_at(self, t):
+        return 0.1 / 2**t
+
+    def step(self):
+        self.t += 1
+        self.opt.lr = self.lr_at(self.t)
+
+
+def test_a_schedule_object_without_state_is_still_checkpointed(tmp_path):
+    model = _model()
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    history = _fit(model, opt, 2, [callbacks.ModelCheckpoint(tmp_path / "a.npz"),
+                                   callbacks.LearningRateScheduler(_Halving(opt))])
+    ckpt = xpnet.io.load_checkpoint(tmp_path / "a.npz")
+    assert history["lr"] == [0.1, 0.05] and ckpt.schedule_state is None and ckpt.optimizer_state["lr"] == 0.025

@@ -222,9 +222,11 @@ class ModelCheckpoint(Callback):
         schedulers = [cb for cb in self.run.callbacks if isinstance(cb, LearningRateScheduler)]
         for cb in schedulers:
             cb._advance(epoch)  # the file holds the next epoch's lr even if the scheduler comes later in the list
+        # a schedule object of your own without state_dict() cannot be saved: the file holds the optimizer only
+        saveable = [cb for cb in schedulers if not cb._is_object() or hasattr(cb.schedule, "state_dict")]
         resume = self.save_optimizer
         written = save(self.run.model, path, optimizer=self.run.optimizer if resume else None,
-                       history=self.run.history, schedule=schedulers[0] if resume and schedulers else None)
+                       history=self.run.history, schedule=saveable[0] if resume and saveable else None)
         self.saved.append(str(written))
 
 
