@@ -69,14 +69,18 @@ def test_help_is_plain_text_with_every_default(capsys):
         (["--lr", "0"], "argument --lr: expected a finite number > 0, got 0"),
         (["--lr", "nan"], "argument --lr: expected a finite number > 0, got nan"),
         (["--hidden", "32", "0"], "argument --hidden: expected a whole number >= 1, got 0"),
+        (["--seed", "-1"], "argument --seed: expected a whole number >= 0, got -1"),
+        (["--seed", "1.5"], "argument --seed: expected a whole number >= 0, got '1.5'"),
+        (["--save", "no-such-folder/model.npz"], "argument --save: cannot save to 'no-such-folder/model.npz': "
+                                                 "folder 'no-such-folder' does not exist"),
     ],
 )
 def test_training_arguments_are_checked_before_training(capsys, args, message):
     with pytest.raises(SystemExit) as info:
         main(["train", "digits", "--device", "cpu", *args])
     assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert message in err
+    out, err = capsys.readouterr()
+    assert message in err and "Traceback" not in err and "training on" not in out
 
 
 def test_offline_dataset_is_one_clean_message(tmp_path, monkeypatch, capsys):

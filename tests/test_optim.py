@@ -288,3 +288,46 @@ def test_state_dict_round_trip():
     with pytest.raises(ValueError, match="not a SGD"):
         optim.SGD(model.parameters(), lr=0.1).load_state_dict(state)
     assert math.isfinite(opt.lr)
+
+
+def test_a_schedule_starts_from_the_lr_set_by_hand():
+    # PyTorch's rule: the rate current when the schedule is made is its base rate.
+    opt = _sgd()
+    opt.lr = 0.01
+    schedule = optim.ExponentialDecay(opt, decay=0.5)
+    assert opt.lr == 0.01 and schedule.lr0 == 0.01
+    assert schedule.step() == 0.005
+    step = optim.StepDecay(opt, step_size=2, gamma=0.1)
+    assert opt.lr == 0.005 and [step.step() for _ in range(2)] == [0.005, 0.005 * 0.1]
+
+
+def test_schedule_state_dict_continues_the_schedule():
+    opt = _sgd()
+    schedule = optim.StepDecay(opt, step_size=2, gamma=0.5)
+    for _ in range(3):
+        schedule.step()
+    state = schedule.state_dict()
+    assert state == {"type": "StepDecay", "t": 3, "lr0": 0.5}
+    fresh_opt = optim.SGD(_params(), lr=0.5)
+    fresh = optim.StepDecay(fresh_opt, step_size=2, gamma=0.5)
+    fresh.load_state_dict(state)
+    assert fresh.t == 3 and fresh_opt.lr == opt.lr == 0.25
+    assert [fresh.step() for _ in range(3)] == [schedule.step() for _ in range(3)]
+
+
+BAD_SCHEDULE_STATES = [
+    ({"type": "ExponentialDecay", "t": 1, "lr0": 0.1}, ValueError, r"StepDecay.load_state_dict: the state is for a "
+                                                                   r"ExponentialDecay, not a StepDecay"),
+    ({"type": "StepDecay", "t": -1, "lr0": 0.1}, ValueError, r"t must be an integer >= 0, got -1"),
+    ({"type": "StepDecay", "t": 1, "lr0": 0.0}, ValueError, r"lr .* must be a number > 0, got 0"),
+    ({"type": "StepDecay", "t": 1}, ValueError, r"the state lacks \['lr0'\]"),
+    ([1, 2], TypeError, r"expects the dict that state_dict\(\) returns, got list"),
+]
+
+
+@pytest.mark.parametrize(("state", "exc", "match"), BAD_SCHEDULE_STATES, ids=range(len(BAD_SCHEDULE_STATES)))
+def test_a_bad_schedule_state_is_named(state, exc, match):
+    schedule = optim.StepDecay(_sgd(), step_size=2)
+    with pytest.raises(exc, match=match):
+        schedule.load_state_dict(state)
+    assert schedule.t == 0 and schedule.optimizer.lr == 0.5

@@ -53,10 +53,27 @@ def _monitor_name(owner: str, monitor: Any) -> str:
     return monitor
 
 
+def _logged_name(name: str) -> str:
+    """The name ``fit`` logs for ``name``: metric aliases resolved as ``metrics=``
+    resolves them (``"acc"`` and ``"val_acc"`` are ``"accuracy"`` and ``"val_accuracy"``)."""
+    from .metrics import get
+
+    prefix = "val_" if name.startswith("val_") else ""
+    base = name[len(prefix):]
+    if base in ("loss", "lr"):
+        return name
+    try:
+        return prefix + get(base)[0]
+    except ValueError:
+        return name  # not a metric name: check() lists what the run logs
+
+
 class _Monitor:
     """Tracks the best value of one logged quantity."""
 
     def __init__(self, monitor: str, mode: str, min_delta: float, has_validation: bool):
+        self.requested = monitor
+        monitor = _logged_name(monitor)
         if monitor.startswith("val_") and not has_validation:
             monitor = monitor[len("val_"):]  # no validation data: watch the training number
         if mode == "auto":
@@ -68,8 +85,11 @@ class _Monitor:
 
     def check(self, owner: str, names: frozenset[str]) -> None:
         if self.monitor not in names:
-            raise ValueError(f"{owner}: cannot monitor {self.monitor!r}: this run logs {sorted(names)} "
-                             f"(val_* needs validation_data or validation_split)")
+            fallback = (f" (without validation data it watches {self.monitor!r})"
+                        if self.requested.startswith("val_") and not self.monitor.startswith("val_") else "")
+            raise ValueError(f"{owner}: cannot monitor {self.requested!r}{fallback}: this run logs "
+                             f"{sorted(names)} (val_* needs validation_data or validation_split; "
+                             f"metrics are added with fit(metrics=[...]))")
 
     def value(self, logs: dict[str, float]) -> float:
         self.check("callback", frozenset(logs))
@@ -94,7 +114,8 @@ class EarlyStopping(Callback):
         patience: epochs without improvement to tolerate.
         min_delta: smallest change that counts as improvement.
         mode: ``"min"``, ``"max"`` or ``"auto"`` (max for accuracies).
-        restore_best_weights: copy the best weights back at the end.
+        restore_best_weights: copy the best weights back at the end (also after
+            Ctrl-C); ``restored_epoch`` is then the 0-based epoch they come from.
     """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
@@ -111,7 +132,7 @@ class EarlyStopping(Callback):
 
     def on_train_begin(self) -> None:
         self._tracker = _Monitor(self.monitor_name, self.mode, self.min_delta, self.run.has_validation)
-        self.wait, self.best_epoch, self._best_state = 0, None, None
+        self.wait, self.best_epoch, self._best_state, self.restored_epoch = 0, None, None, None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         value = self._tracker.value(logs)
@@ -129,6 +150,7 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs: dict[str, float]) -> None:
         if self.restore_best_weights and self._best_state is not None:
             self.run.model.load_state_dict(self._best_state)
+            self.restored_epoch = self.best_epoch  # fit's Ctrl-C message says whose weights the model has
 
     @property
     def best(self) -> float:
@@ -146,8 +168,12 @@ class ModelCheckpoint(Callback):
         save_best_only: only save when ``monitor`` improves.
         monitor: as :class:`EarlyStopping`.
         mode: as :class:`EarlyStopping`.
-        save_optimizer: include the optimizer state, to resume training.
+        save_optimizer: include the optimizer state, and the state of the run's
+            :class:`LearningRateScheduler` (the checkpoint's ``schedule_state``), to
+            resume training.
 
+    The folder of ``path`` must exist: ``fit`` checks it before training. Each file
+    holds the learning rate of the next epoch, whatever the order of the callbacks.
     Under ``fit(distributed=True)`` only rank 0 writes (the ranks' models are identical).
     """
 
@@ -174,6 +200,10 @@ class ModelCheckpoint(Callback):
                              f"or validation_split)")
         if self.save_best_only:
             _Monitor(self.monitor_name, self.mode, 0.0, has_validation).check("ModelCheckpoint", names)
+        folder = os.path.dirname(self.path)
+        if folder and "{" not in folder and not os.path.isdir(folder):
+            raise FileNotFoundError(f"ModelCheckpoint: cannot save to {self.path!r}: folder {folder!r} does not "
+                                    f"exist; create it first, e.g. os.makedirs({folder!r}, exist_ok=True)")
 
     def on_train_begin(self) -> None:
         self._tracker = _Monitor(self.monitor_name, self.mode, 0.0, self.run.has_validation)
@@ -189,8 +219,14 @@ class ModelCheckpoint(Callback):
                 return
             self._tracker.best = value
         path = self.path.format(epoch=epoch + 1, **logs)
-        written = save(self.run.model, path, optimizer=self.run.optimizer if self.save_optimizer else None,
-                       history=self.run.history)
+        schedulers = [cb for cb in self.run.callbacks if isinstance(cb, LearningRateScheduler)]
+        for cb in schedulers:
+            cb._advance(epoch)  # the file holds the next epoch's lr even if the scheduler comes later in the list
+        # a schedule object of your own without state_dict() cannot be saved: the file holds the optimizer only
+        saveable = [cb for cb in schedulers if not cb._is_object() or hasattr(cb.schedule, "state_dict")]
+        resume = self.save_optimizer
+        written = save(self.run.model, path, optimizer=self.run.optimizer if resume else None,
+                       history=self.run.history, schedule=saveable[0] if resume and saveable else None)
         self.saved.append(str(written))
 
 
@@ -200,7 +236,13 @@ class LearningRateScheduler(Callback):
     Args:
         schedule: an :class:`xpnet.optim.LRSchedule` (e.g. ``ExponentialDecay(opt,
             0.95)``), stepped once per epoch; or a function ``f(epoch, lr) -> lr``
-            (Keras' form) called with the next epoch number.
+            (Keras' form) called with the number of the next epoch (1 after the
+            first), counted by this callback across ``fit`` calls, as a schedule
+            object counts its steps.
+
+    :meth:`state_dict` and :meth:`load_state_dict` save and restore that count
+    (``ModelCheckpoint`` saves it with the optimizer), so a resumed run continues the
+    schedule instead of starting it again.
     """
 
     def __init__(self, schedule: Any | Callable[[int, float], float]):
@@ -208,10 +250,54 @@ class LearningRateScheduler(Callback):
             raise TypeError(f"LearningRateScheduler: schedule must be an xpnet.optim.LRSchedule or a function "
                             f"f(epoch, lr) -> lr, got {type(schedule).__name__} {schedule!r}")
         self.schedule = schedule
+        self.t = 0  # epochs stepped by a function schedule (a schedule object keeps its own)
+        self._stepped: int | None = None
+
+    def _is_object(self) -> bool:
+        return hasattr(self.schedule, "step") and hasattr(self.schedule, "lr_at")
+
+    def on_train_begin(self) -> None:
+        self._stepped = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
-        optimizer = self.run.optimizer
-        if hasattr(self.schedule, "step") and hasattr(self.schedule, "lr_at"):
+        self._advance(epoch)
+
+    def _advance(self, epoch: int) -> None:
+        """Step once for ``epoch`` of this run; ModelCheckpoint may ask first."""
+        if self._stepped == epoch:
+            return
+        self._stepped = epoch
+        if self._is_object():
             self.schedule.step()
-        else:
-            optimizer.lr = float(self.schedule(epoch + 1, optimizer.lr))
+            return
+        self.t += 1
+        value = self.schedule(self.t, self.run.optimizer.lr)
+        try:
+            if isinstance(value, (str, bytes, bool)):
+                raise TypeError
+            lr = float(value)
+        except (TypeError, ValueError):
+            name = getattr(self.schedule, "__qualname__", type(self.schedule).__name__)
+            raise TypeError(f"LearningRateScheduler: the schedule function {name} returned "
+                            f"{type(value).__name__} {value!r} for epoch {self.t}; it must return the new "
+                            f"learning rate, a number >= 0 (a missing `return`?)") from None
+        self.run.optimizer.lr = lr
+
+    def state_dict(self) -> dict[str, Any]:
+        """The schedule object's ``state_dict()``, or ``{"type": "function", "t": epochs
+        stepped}`` for a function (JSON-serialisable)."""
+        if self._is_object():
+            return self.schedule.state_dict()
+        return {"type": "function", "t": self.t}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (a checkpoint's ``schedule_state``)."""
+        if self._is_object():
+            self.schedule.load_state_dict(state)
+            return
+        owner = "LearningRateScheduler.load_state_dict"
+        if not isinstance(state, dict) or state.get("type") != "function":
+            kind = state.get("type") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"{owner}: this scheduler holds a function, the state is for {kind!r}; "
+                             f"build the schedule the checkpoint was trained with")
+        self.t = _validate.integer(owner, "t", state.get("t"), minimum=0)

@@ -155,6 +155,25 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
+
+
+def _save_path(text: str) -> str:
+    # Checked before training, as ModelCheckpoint is: a typo must not cost a training run.
+    folder = os.path.dirname(text)
+    if folder and not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"cannot save to {text!r}: folder {folder!r} does not exist; create it "
+                                         f"first (mkdir -p {folder})")
+    return text
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -198,11 +217,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="samples per gradient step, >= 1 (default: %(default)s)")
     train.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
                        help="adam, or sgd with momentum 0.9 (default: %(default)s)")
-    train.add_argument("--seed", type=int, default=0,
-                       help="seed for the initial weights and the shuffling (default: %(default)s)")
+    train.add_argument("--seed", type=_seed, default=0,
+                       help="seed for the initial weights and the shuffling, >= 0 (default: %(default)s)")
     train.add_argument("--data-dir", default=None, metavar="DIR",
                        help="folder holding mnist/ and cifar10/ (default: $XPNET_DATA_DIR, else ~/.cache/xpnet)")
-    train.add_argument("--save", default=None, metavar="FILE", help="save the trained model to this .npz file")
+    train.add_argument("--save", type=_save_path, default=None, metavar="FILE",
+                       help="save the trained model to this .npz file (its folder must exist)")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(argv)
     try:

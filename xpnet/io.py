@@ -5,7 +5,8 @@ A saved file is a zip of ``.npy`` arrays (what ``numpy.savez`` writes):
 - ``xpnet_header``: UTF-8 JSON as a uint8 array: format name and version, xpnet
   version, the architecture (``{"type", "config"}`` from ``get_config``), parameter
   dtype, the device it was saved from, parameter names/shapes, and optionally the
-  optimizer's hyperparameters, the training history and user metadata;
+  optimizer's hyperparameters, the learning-rate schedule's state, the training
+  history and user metadata;
 - ``param/<qualified name>``: every parameter as a host NumPy array;
 - ``optim/<index>.<state>``: optimizer state (momentum, Adam moments).
 
@@ -60,12 +61,15 @@ class Checkpoint:
         optimizer_state: the optimizer's state in the form of
             ``Optimizer.state_dict()`` (for ``optimizer.load_state_dict`` after
             building an optimizer over ``model.parameters()``), or ``None``.
+        schedule_state: the learning-rate schedule's ``state_dict()`` (epochs
+            stepped and base rate, for ``schedule.load_state_dict``), or ``None``.
     """
 
     model: Module
     history: History | None = None
     metadata: Any = None
     optimizer_state: dict[str, Any] | None = None
+    schedule_state: dict[str, Any] | None = None
 
 
 # ------------------------------------------------------------------------------ save
@@ -76,6 +80,7 @@ def save(
     optimizer: Any = None,
     history: History | dict[str, Any] | None = None,
     metadata: Any = None,
+    schedule: Any = None,
 ) -> pathlib.Path:
     """Write ``model`` (architecture and parameters) to one ``.npz`` file.
 
@@ -86,6 +91,9 @@ def save(
             parameters, to save its hyperparameters and state for resuming training.
         history: a :class:`~xpnet.history.History` (or its ``to_dict()``).
         metadata: anything JSON-serialisable (epoch number, dataset name, ...).
+        schedule: an :class:`~xpnet.optim.LRSchedule` or a
+            :class:`~xpnet.callbacks.LearningRateScheduler`, whose ``state_dict()``
+            is saved so that resumed training continues the schedule.
 
     Returns:
         The path actually written. The file is replaced atomically: if saving fails
@@ -116,10 +124,17 @@ def save(
         "optimizer": None,
         "history": None,
         "metadata": None,
+        "schedule": None,
     }
     if optimizer is not None:
         header["optimizer"], optim_arrays = _optimizer_entry(optimizer, named)
         arrays.update((_OPTIM + key, value) for key, value in optim_arrays.items())
+    if schedule is not None:
+        if not callable(getattr(schedule, "state_dict", None)):
+            raise TypeError(f"schedule must be an xpnet.optim.LRSchedule or a LearningRateScheduler, "
+                            f"got {type(schedule).__name__}")
+        header["schedule"] = schedule.state_dict()
+        _check_json(header["schedule"], "the schedule's state_dict()")
     if history is not None:
         if not isinstance(history, History):
             history = History.from_dict(history)  # a dict that does not fit would only fail at load time
@@ -274,12 +289,14 @@ def load_checkpoint(
     dtype: Any = None,
     optimizer: Any = None,
 ) -> Checkpoint:
-    """Like :func:`load`, but also returns the saved history, metadata and optimizer
-    state, to resume training or inspect a run:
+    """Like :func:`load`, but also returns the saved history, metadata, optimizer
+    and schedule state, to resume training or inspect a run:
 
     >>> ckpt = xpnet.io.load_checkpoint("run.npz")
     >>> opt = xpnet.optim.Adam(ckpt.model.parameters())
     >>> opt.load_state_dict(ckpt.optimizer_state)
+    >>> schedule = xpnet.optim.ExponentialDecay(opt, 0.95)
+    >>> schedule.load_state_dict(ckpt.schedule_state)
     """
     file = _existing(path)
     with open(file, "rb") as handle:
@@ -308,7 +325,8 @@ def load_checkpoint(
             history = History.from_dict(header["history"])
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise _corrupt(file, f"the saved history does not fit History: {exc}") from exc
-    return Checkpoint(model=model, history=history, metadata=header.get("metadata"), optimizer_state=optimizer_state)
+    return Checkpoint(model=model, history=history, metadata=header.get("metadata"), optimizer_state=optimizer_state,
+                      schedule_state=header.get("schedule"))
 
 
 def _existing(path: str | os.PathLike[str]) -> pathlib.Path:
@@ -427,6 +445,9 @@ def _header_problem(header: dict[str, Any]) -> str:
             return f"{key!r} should be a string, found {_brief(header[key])}"
     if header.get("history") is not None and not isinstance(header["history"], dict):
         return f"'history' should be a dict, found {_brief(header['history'])}"
+    schedule = header.get("schedule")
+    if schedule is not None and not (isinstance(schedule, dict) and isinstance(schedule.get("type"), str)):
+        return f"'schedule' should be a dict with a 'type', found {_brief(schedule)}"
     optimizer = header.get("optimizer")
     if optimizer is not None:
         expected = {

@@ -273,7 +273,14 @@ class Adam(Optimizer):
 class LRSchedule:
     """Sets ``optimizer.lr`` from the epoch number: call ``step()`` once per epoch.
 
-    Subclasses define ``lr_at(t)`` for epoch ``t`` = 0, 1, 2, ...
+    Subclasses define ``lr_at(t)`` for epoch ``t`` = 0, 1, 2, ... from the base rate
+    ``lr0``, which is the optimizer's ``lr`` when the schedule is made (as in PyTorch):
+    a rate you lowered by hand is where the schedule starts, and the built-in schedules
+    leave ``optimizer.lr`` as it is until the first ``step()``.
+
+    To resume training, restore the schedule with the optimizer:
+    :meth:`state_dict` holds the epoch count ``t`` and ``lr0``, and
+    :class:`~xpnet.callbacks.ModelCheckpoint` saves it in the checkpoint.
     """
 
     def __init__(self, optimizer: Optimizer):
@@ -281,7 +288,7 @@ class LRSchedule:
             raise TypeError(f"{type(self).__name__}: optimizer must be an xpnet.optim.Optimizer, "
                             f"got {type(optimizer).__name__}")
         self.optimizer = optimizer
-        self.lr0 = optimizer.initial_lr
+        self.lr0 = optimizer.lr
         self.t = 0
         optimizer.lr = self.lr_at(0)
 
@@ -294,6 +301,29 @@ class LRSchedule:
         self.t += 1
         self.optimizer.lr = self.lr_at(self.t)
         return self.optimizer.lr
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"type", "t", "lr0"}``: the epochs stepped so far and the base rate, as
+        Python numbers (JSON-serialisable, saved by ``xpnet.save(..., schedule=...)``)."""
+        return {"type": type(self).__name__, "t": self.t, "lr0": self.lr0}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from what :meth:`state_dict` returned: restores ``t`` and ``lr0``
+        and sets ``optimizer.lr`` to ``lr_at(t)``, the rate of the next epoch."""
+        owner = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state, Mapping):
+            raise TypeError(f"{owner} expects the dict that state_dict() returns, got {type(state).__name__}")
+        missing = [k for k in ("type", "t", "lr0") if k not in state]
+        if missing:
+            raise ValueError(f"{owner}: the state lacks {missing}; pass what schedule.state_dict() returned "
+                             f"(a checkpoint's schedule_state)")
+        if state["type"] != type(self).__name__:
+            raise ValueError(f"{owner}: the state is for a {state['type']}, not a {type(self).__name__}; "
+                             f"build the schedule the checkpoint was trained with")
+        t = _validate.integer(owner, "t", state["t"], minimum=0)
+        lr0 = _learning_rate(owner, state["lr0"])
+        self.t, self.lr0 = t, lr0
+        self.optimizer.lr = self.lr_at(t)
 
 
 class ExponentialDecay(LRSchedule):

@@ -372,8 +372,11 @@ def fit(
         for cb in run.callbacks:
             cb.on_train_end(logs)
     if history.interrupted and progress:
+        restored = [cb.restored_epoch for cb in run.callbacks if getattr(cb, "restored_epoch", None) is not None]
+        weights = (f"the model has the weights of epoch {restored[-1] + 1}, restored by EarlyStopping" if restored
+                   else "the model keeps its last completed update")
         print(f"training interrupted during epoch {history.epochs} (its numbers cover the steps it completed); "
-              f"the model keeps its last completed update", file=sys.stderr)
+              f"{weights}", file=sys.stderr)
     return history
 
 
