@@ -237,16 +237,39 @@ def check_finite(owner: str, arrays: dict[str, Any]) -> None:
                              f"training on them makes every parameter NaN. Remove or impute those rows first")
 
 
-def _probe(owner: str, model: Any, X: Any, name: str) -> tuple[int, ...]:
-    """The output shape of ``model`` for ``X``, from one row; a shape error names the
-    data's shape, not the one-row probe's."""
-    probe = X[:1, ...]
+#: Rows of X the entry checks run through the model: enough for the loss to see
+#: what the outputs look like (probabilities or not), few enough to cost nothing.
+_PROBE_ROWS = 64
+
+
+def _probe(owner: str, model: Any, loss: Any, X: Any, name: str) -> tuple[int, ...]:
+    """The output shape of ``model`` for ``X``, from its first rows, which the loss
+    also checks (:meth:`~xpnet.losses.Loss.validate_prediction`); a shape error
+    names the data's shape, not the probe's."""
+    probe = X[: min(_PROBE_ROWS, X.shape[0]), ...]  # strict refuses a stop past the end
     try:
         out = model.eval().forward(probe)
     except ShapeError as exc:
         text = str(exc).replace(f"shape {tuple(probe.shape)}", f"shape {tuple(X.shape)}", 1)
         raise ShapeError(f"{owner}: {name} of shape {tuple(X.shape)} does not fit the model: {text}") from None
+    try:
+        loss.validate_prediction(out)
+    except ValueError as exc:
+        raise ValueError(f"{owner}: {exc} (the model's outputs for the first {probe.shape[0]} rows of {name})") from None
+    _warn_double_softmax(owner, model, loss)
     return tuple(out.shape)
+
+
+def _warn_double_softmax(owner: str, model: Any, loss: Any) -> None:
+    """SoftmaxCrossEntropy applies the softmax itself: a model that ends in one too
+    trains on softmax(softmax(z)), slowly and badly, without any error."""
+    from .losses import SoftmaxCrossEntropy
+    from .nn import Softmax
+
+    if owner == "fit" and isinstance(loss, SoftmaxCrossEntropy) and isinstance(model._last_layer(), Softmax):
+        warnings.warn("fit: the model ends in nn.Softmax and SoftmaxCrossEntropy applies a softmax again; "
+                      "remove the last Softmax layer (model.predict_proba gives probabilities)",
+                      UserWarning, stacklevel=4)
 
 
 def fit_data(model: Any, loss: Any, X: Any, y: Any, validation_data: tuple[Any, Any] | None, *, batch_size: int | None,
@@ -263,7 +286,7 @@ def fit_data(model: Any, loss: Any, X: Any, y: Any, validation_data: tuple[Any, 
     _check_optimizer(model, optimizer)
     modes = model._modes()  # each module's own flag: a Dropout set to eval by hand stays so
     try:
-        out_shape = _probe("fit", model, X, "X")
+        out_shape = _probe("fit", model, loss, X, "X")
         targets("fit", loss, (n, *out_shape[1:]), y, "y")
         finite = {"X": X, **({"y": y} if _backend.dtype_name(y.dtype) in _backend.FLOAT_DTYPES else {})}
         if validation_data is not None:
@@ -289,7 +312,7 @@ def fit_data(model: Any, loss: Any, X: Any, y: Any, validation_data: tuple[Any, 
 
 def evaluate_data(model: Any, loss: Any, X: Any, y: Any) -> None:
     """:func:`xpnet.evaluate`'s data checks: the model's fit to X, the targets, NaN/Inf."""
-    out_shape = _probe("evaluate", model, X, "X")
+    out_shape = _probe("evaluate", model, loss, X, "X")
     targets("evaluate", loss, (X.shape[0], *out_shape[1:]), y, "y")
     check_finite("evaluate", {"X": X, **({"y": y} if _backend.dtype_name(y.dtype) in _backend.FLOAT_DTYPES else {})})
 

@@ -20,6 +20,7 @@ per-sample losses ``l_i`` (the plain mean when every ``w_i`` is equal), and
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from . import _validate
@@ -75,6 +76,7 @@ class Loss:
             )
         if self.validate:
             self.validate_target(pred.shape, target)
+            self.validate_prediction(pred)
         t = self._target(pred, target)
         self._cache = (pred, t)
         if sample_weight is None:
@@ -122,6 +124,12 @@ class Loss:
         predictions of ``pred_shape`` (wrong width, labels out of range, values the
         loss is not defined for). Reads the target's values back to the host once."""
 
+    def validate_prediction(self, pred: Any) -> None:
+        """Raise ``ValueError`` if ``pred`` cannot be this loss's input (probabilities
+        outside [0, 1], say). :func:`xpnet.fit` and :func:`xpnet.evaluate` call it once
+        on the model's outputs for the first rows; ``forward`` on every call while
+        ``validate`` is on. The default accepts anything."""
+
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this loss (used when saving)."""
         return {}
@@ -158,7 +166,7 @@ def _check_label_range(name: str, labels: Any, k: int, what: str) -> None:
         return
     low, high = int(xp.min(labels)), int(xp.max(labels))
     if low < 0 or high >= k:
-        raise LabelError(f"{name} got labels in [{low}, {high}] but {what} has {k} outputs; labels must be in [0, {k - 1}]")
+        raise LabelError(f"{name} got labels in [{low}, {high}] but {what}; labels must be in [0, {k - 1}]")
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -179,7 +187,7 @@ class SoftmaxCrossEntropy(Loss):
         if _is_integer(target):
             if target.ndim != 1:
                 raise ShapeError(f"{name} expects integer labels of shape (N,), got {tuple(target.shape)}")
-            _check_label_range(name, target, k, "the model")
+            _check_label_range(name, target, k, f"the model has {k} outputs")
             return
         if target.ndim == 1:
             raise LabelError(
@@ -257,14 +265,33 @@ class BinaryCrossEntropy(Loss):
 
     def validate_target(self, pred_shape, target):
         name = type(self).__name__
+        shape = tuple(target.shape)
+        if shape != tuple(pred_shape) and not (len(pred_shape) == 2 and pred_shape[1] == 1 and len(shape) == 1):
+            raise ShapeError(f"{name}: the model gives outputs of shape {tuple(pred_shape)} but the targets have "
+                             f"shape {shape}; binary cross-entropy needs one 0/1 target per output "
+                             f"(targets (N,) are accepted for outputs (N, 1))")
         if _is_integer(target):
-            _check_label_range(name, target, 2, "binary cross-entropy")
+            _check_label_range(name, target, 2, "binary cross-entropy takes 0/1 labels")
             return
         xp = array_namespace(target)
         inside = (target >= 0.0) & (target <= 1.0)  # False for NaN too
         rows = inside if inside.ndim == 1 else xp.all(xp.reshape(inside, (inside.shape[0], -1)), axis=1)
         _first_bad_row(name, target, xp.logical_not(rows),
                        "targets must be probabilities in [0, 1] (0/1 labels or soft targets)")
+
+    def validate_prediction(self, pred):
+        """Probabilities in [0, 1] unless ``from_logits``: a model without a final
+        Sigmoid would otherwise train on silently clipped outputs."""
+        if self.from_logits or pred.shape[0] == 0:
+            return
+        xp = array_namespace(pred)
+        low, high = to_numpy(xp.stack([xp.min(pred), xp.max(pred)])).tolist()
+        if low < 0.0 or high > 1.0:
+            raise ValueError(
+                f"BinaryCrossEntropy expects probabilities in [0, 1], but the predictions range over "
+                f"[{low:.4g}, {high:.4g}]: end the model with nn.Sigmoid(), or use "
+                f"BinaryCrossEntropy(from_logits=True) (\"bce_logits\") on raw outputs, which is also stabler"
+            )
 
     def _target(self, pred, target):
         return _same_shape_target(type(self).__name__, pred, target)
@@ -374,6 +401,8 @@ _BY_NAME = {
     "cross_entropy": SoftmaxCrossEntropy,
     "binary_cross_entropy": BinaryCrossEntropy,
     "bce": BinaryCrossEntropy,
+    "bce_logits": functools.partial(BinaryCrossEntropy, from_logits=True),
+    "binary_cross_entropy_with_logits": functools.partial(BinaryCrossEntropy, from_logits=True),
     "mse": MeanSquaredError,
     "mean_squared_error": MeanSquaredError,
     "poisson": PoissonLoss,
@@ -381,7 +410,8 @@ _BY_NAME = {
 
 
 def get(loss: str | Loss) -> Loss:
-    """A Loss instance from an instance or a name (``"cross_entropy"``, ``"bce"``, ``"mse"``, ``"poisson"``)."""
+    """A Loss instance from an instance or a name (``"cross_entropy"``, ``"bce"``, ``"bce_logits"``
+    (BinaryCrossEntropy on logits), ``"mse"``, ``"poisson"``)."""
     if isinstance(loss, Loss):
         return loss
     if isinstance(loss, str) and loss in _BY_NAME:

@@ -244,7 +244,7 @@ def fit(
             hold out for validation (ignored when validation_data is given).
         metrics: names from :mod:`xpnet.metrics` (``"accuracy"``, ``"error"``,
             ``"top5_accuracy"``); default ``("accuracy",)`` for classification losses,
-            none for ``MeanSquaredError``.
+            none for regression losses (``loss.task`` None: MeanSquaredError, PoissonLoss, user losses).
         callbacks: :class:`xpnet.callbacks.Callback` objects.
         seed: reseeds xpnet's generator (shuffling, dropout) for a repeatable run.
         progress: show a progress bar (terminal/notebook) or one line per epoch.
