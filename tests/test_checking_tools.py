@@ -186,3 +186,9 @@ def test_parity_names_a_parameter_whose_gradient_backward_never_stored():
 
     with pytest.raises(AssertionError, match=r"no gradient for parameter 0\.b .*ForgetsBias\.backward must store"):
         check_layer_parity(lambda: nn.Sequential(ForgetsBias(4, 3)), X, devices=["cpu"])
+
+
+def test_parity_says_how_to_fix_a_backward_that_modifies_grad_out():
+    x = np.where(RNG.random((5, 3)) < 0.5, -1.0, 1.0) * RNG.uniform(0.1, 2.0, (5, 3))
+    with pytest.raises(AssertionError, match=r"cpu/float64 grad_out was modified in place; .*g = g \* mask"):
+        check_layer_parity(MasksGradOutInPlace, x, devices=["cpu"])

@@ -49,9 +49,11 @@ class TensorCheck:
 
 @dataclass
 class GradcheckReport:
-    """Result of a gradient check: one :class:`TensorCheck` per input and parameter.
+    """Result of a gradient check: one :class:`TensorCheck` per input and parameter,
+    plus a failed ``"x in place"`` / ``"g in place"`` entry when the layer modified its
+    input or ``grad_out``.
 
-    ``bool(report)`` is True when every tensor passed.
+    ``bool(report)`` is True when every entry passed.
     """
 
     subject: str

@@ -344,5 +344,6 @@ def check_loss_parity(
 
 
 def _assert_unchanged(array: Any, host: np.ndarray, dtype: Any, what: str) -> None:
-    if not np.array_equal(to_numpy(array), host.astype(dtype_name(dtype))):
-        raise AssertionError(f"{what} was modified in place")
+    if not np.array_equal(to_numpy(array), host.astype(dtype_name(dtype)), equal_nan=True):
+        raise AssertionError(f"{what} was modified in place; compute new arrays from a layer's arguments "
+                             f"(g = g * mask, not g *= mask): the caller still needs them")
