@@ -179,9 +179,18 @@ def test_parity_compares_every_parameter_gradient_by_qualified_name(device, wrap
 
 def test_parity_names_a_parameter_whose_gradient_backward_never_stored():
     class ForgetsBias(nn.Linear):
+        """Zero gradients from __init__ must not pass for the bias gradient it never stores."""
+
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.zero_grad()
+
         def backward(self, grad_out):
+            saved = dict(self.grads)
             dx = super().backward(grad_out)
-            del self.grads["b"]
+            self.grads["b"] = saved.get("b")
+            if self.grads["b"] is None:
+                del self.grads["b"]
             return dx
 
     with pytest.raises(AssertionError, match=r"no gradient for parameter 0\.b .*ForgetsBias\.backward must store"):

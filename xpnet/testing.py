@@ -261,6 +261,8 @@ def check_layer_parity(
             if g_host is None:
                 g_host = np.random.default_rng(seed + 1).standard_normal(tuple(out.shape))
             g = dev.asarray(g_host, dtype=dtype)
+            for module in layer.modules():
+                module.grads.clear()  # a gradient left from __init__ (zero_grad) must not stand in for one
             dx = layer.backward(g)
             return xd, g, out, dx, _parameter_grads(layer, f"{dev.name}/{dtype}"), g_host
 
