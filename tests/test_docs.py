@@ -83,5 +83,5 @@ def test_getting_started_code_runs(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "training on cpu" in out
     assert re.search(r"'accuracy': 0\.9\d", out)  # the page promises 0.96...
-    assert "gradient check of Scale() on cpu: passed" in out and "parity passed on: cpu/float64" in out
+    assert "gradient check of Scale() in float64 on cpu: passed" in out and "parity passed on: cpu/float64" in out
     assert (tmp_path / "digits.npz").is_file()

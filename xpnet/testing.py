@@ -233,7 +233,8 @@ def check_layer_parity(
 
     The factory is called after ``xpnet.seed(seed)`` inside ``xpnet.using(device,
     dtype)``, so every backend starts from bit-identical weights (and dropout masks).
-    Checks: output, input gradient and every parameter gradient (values within
+    Checks: output, input gradient and the gradient of every parameter, by qualified
+    name (``"0.W"`` in a Sequential, children of your own modules too) (values within
     :data:`TOLERANCES`, dtype, device), and that neither the input nor ``grad_out``
     was modified.
 
@@ -260,8 +261,10 @@ def check_layer_parity(
             if g_host is None:
                 g_host = np.random.default_rng(seed + 1).standard_normal(tuple(out.shape))
             g = dev.asarray(g_host, dtype=dtype)
+            for module in layer.modules():
+                module.grads.clear()  # a gradient left from __init__ (zero_grad) must not stand in for one
             dx = layer.backward(g)
-            return xd, g, out, dx, dict(layer.grads), g_host
+            return xd, g, out, dx, _parameter_grads(layer, f"{dev.name}/{dtype}"), g_host
 
     _, _, ref_out, ref_dx, ref_grads, g_host = run(Device("numpy"), "float64", grad_out)
     ref_grads = {k: to_numpy(v) for k, v in ref_grads.items()}
@@ -273,13 +276,31 @@ def check_layer_parity(
             assert_close(out, ref_out, dtype=dtype, device=dev, what=f"{where} output")
             assert_close(dx, ref_dx, dtype=dtype, device=dev, what=f"{where} input gradient")
             if set(grads) != set(ref_grads):
-                raise AssertionError(f"{where}: gradients {sorted(grads)}, expected {sorted(ref_grads)}")
+                raise AssertionError(f"{where}: parameters {sorted(grads)}, expected {sorted(ref_grads)} as on "
+                                     f"numpy/float64; the factory must build the same layer on every device")
             for k, v in grads.items():
+                if tuple(v.shape) != ref_grads[k].shape:
+                    raise AssertionError(f"{where} grad {k}: shape {tuple(v.shape)}, expected "
+                                         f"{ref_grads[k].shape} (the parameter's)")
                 assert_close(v, ref_grads[k], dtype=dtype, device=dev, what=f"{where} grad {k}")
             _assert_unchanged(xd, x, dtype, f"{where} input")
             _assert_unchanged(g, g_host, dtype, f"{where} grad_out")
             report.checked.append(where)
     return report
+
+
+def _parameter_grads(layer: Any, where: str) -> dict[str, Any]:
+    """Every parameter's gradient after a backward, by qualified name (``"0.W"``): the
+    top module's own ``grads`` miss those of a Sequential's layers and any child's."""
+    grads = {}
+    for name, p in layer.named_parameters():
+        grad = p.module.grads.get(p.name)
+        if grad is None:
+            owner = type(p.module).__name__
+            raise AssertionError(f"{where}: no gradient for parameter {name} after backward; "
+                                 f"{owner}.backward must store self.grads[{p.name!r}]")
+        grads[name] = grad
+    return grads
 
 
 def check_loss_parity(
@@ -325,5 +346,6 @@ def check_loss_parity(
 
 
 def _assert_unchanged(array: Any, host: np.ndarray, dtype: Any, what: str) -> None:
-    if not np.array_equal(to_numpy(array), host.astype(dtype_name(dtype))):
-        raise AssertionError(f"{what} was modified in place")
+    if not np.array_equal(to_numpy(array), host.astype(dtype_name(dtype)), equal_nan=True):
+        raise AssertionError(f"{what} was modified in place; compute new arrays from a layer's arguments "
+                             f"(g = g * mask, not g *= mask): the caller still needs them")

@@ -1,0 +1,203 @@
+"""The checking tools users run on their own layers: ``xpnet.gradcheck`` must fail a
+wrong backward (also one that writes into its ``grad_out``) and pass a correct one at
+any output scale; ``xpnet.testing.check_layer_parity`` must compare the gradient of
+every parameter, inside a Sequential or a user's own module too."""
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet import gradcheck, nn
+from xpnet.errors import ShapeError
+from xpnet.testing import check_layer_parity
+
+RNG = np.random.default_rng(7)
+X = RNG.standard_normal((6, 4))
+
+
+class DoublesGradOutInPlace(nn.Linear):
+    """Wrong by 2x, and hides it from a check that reuses g for its objective."""
+
+    def backward(self, grad_out):
+        grad_out *= 2.0
+        return super().backward(grad_out)
+
+
+class MasksGradOutInPlace(nn.ReLU):
+    """Right values, but ``g *= mask`` changes the caller's gradient."""
+
+    def forward(self, x):
+        self._mask = x > 0
+        return x * self._mask
+
+    def backward(self, grad_out):
+        grad_out *= self._mask
+        return grad_out
+
+
+class ZeroesInput(nn.Identity):
+    def forward(self, x):
+        x[...] = 0.0
+        return x
+
+
+class OffByOnePercent(nn.Linear):
+    """dW 1 % too large: what a check must still catch at its default tolerances."""
+
+    def backward(self, grad_out):
+        dx = super().backward(grad_out)
+        self.grads["W"] = self.grads["W"] * 1.01
+        return dx
+
+
+class DoublesWOffNumpy(nn.Linear):
+    """Right on NumPy (the parity reference), dW 2x on every other backend."""
+
+    def backward(self, grad_out):
+        dx = super().backward(grad_out)
+        if xpnet.device_of(grad_out).backend != "numpy":
+            self.grads["W"] = self.grads["W"] * 2.0
+        return dx
+
+
+class TwoLayerBlock(nn.Module):
+    """A user module with children, not a Sequential."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.first, self.second = nn.Linear(4, 5), inner
+
+    def children(self):
+        return [self.first, self.second]
+
+    def forward(self, x):
+        return self.second.forward(self.first.forward(x))
+
+    def backward(self, grad_out):
+        return self.first.backward(self.second.backward(grad_out))
+
+
+# ------------------------------------------------------------------ gradcheck, in place
+def test_check_layer_fails_a_backward_that_doubles_grad_out_in_place():
+    report = gradcheck.check_layer(DoublesGradOutInPlace(4, 3), X)
+    assert not report.passed
+    assert not report["W"].passed and not report["b"].passed and not report["input"].passed
+    assert "DoublesGradOutInPlace.backward modified its grad_out in place" in report["g in place"].note
+    with pytest.raises(AssertionError, match="g = g \\* mask, not g \\*= mask"):
+        report.raise_if_failed()
+
+
+def test_check_layer_reports_g_times_mask_in_place_even_when_the_values_are_right():
+    x = np.where(RNG.random((5, 3)) < 0.5, -1.0, 1.0) * RNG.uniform(0.1, 2.0, (5, 3))  # away from the kink
+    report = gradcheck.check_layer(MasksGradOutInPlace(), x)
+    assert report["input"].passed
+    assert [c.name for c in report.checks if not c.passed] == ["g in place"]
+
+
+def test_check_layer_reports_a_forward_that_writes_into_its_input_and_spares_the_callers():
+    x, g = X.copy(), RNG.standard_normal(X.shape)
+    x_before, g_before = x.copy(), g.copy()
+    report = gradcheck.check_layer(ZeroesInput(), x)
+    assert "ZeroesInput.forward or .backward modified its input in place" in report["x in place"].note
+    gradcheck.check_layer(DoublesGradOutInPlace(4, 3), x, grad_out=g[:, :3])
+    assert np.array_equal(x, x_before) and np.array_equal(g, g_before)
+
+
+def test_check_model_reports_a_layer_that_modifies_the_loss_gradient():
+    xpnet.seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), DoublesGradOutInPlace(3, 2))
+    report = gradcheck.check_model(model, "mse", X, RNG.standard_normal((6, 2)))
+    assert not report["1.W"].passed
+    assert "Sequential.backward (or a layer in it) modified its grad_out in place" in report["g in place"].note
+
+
+def test_check_layer_grad_out_of_the_wrong_shape_says_which_shape():
+    with pytest.raises(ShapeError, match=r"grad_out has shape \(6, 2\), expected the output's shape \(6, 3\)"):
+        gradcheck.check_layer(nn.Linear(4, 3), X, grad_out=np.ones((6, 2)))
+
+
+# ------------------------------------------------------------------ gradcheck, scale
+def _regression_model():
+    xpnet.seed(0)
+    return nn.Sequential(nn.Linear(20, 10), nn.Tanh(), nn.Linear(10, 3))
+
+
+@pytest.mark.parametrize("target_scale", [1.0, 100.0, 1000.0])
+def test_check_model_passes_a_correct_model_with_large_targets(target_scale):
+    rng = np.random.default_rng(0)
+    x, targets = rng.standard_normal((16, 20)), rng.standard_normal((16, 3)) * target_scale
+    gradcheck.check_model(_regression_model(), "mse", x, targets).raise_if_failed()
+
+
+@pytest.mark.parametrize("target_scale", [1.0, 100.0])
+def test_a_one_percent_error_still_fails_at_any_output_scale(target_scale):
+    rng = np.random.default_rng(0)
+    x, targets = rng.standard_normal((16, 20)), rng.standard_normal((16, 3)) * target_scale
+    model = _regression_model()
+    model.layers[2] = OffByOnePercent(10, 3)
+    report = gradcheck.check_model(model, "mse", x, targets)
+    assert [c.name for c in report.checks if not c.passed] == ["2.W"]
+    assert not gradcheck.check_layer(OffByOnePercent(4, 3), X)["W"].passed
+
+
+def test_numerical_gradient_divides_by_the_step_actually_taken():
+    # 1e9 + 1e-6 rounds to 1e9 + 8 ulps (9.5e-7): dividing by 2h would give 0.95
+    grad = gradcheck.numerical_gradient(lambda v: v[0] * 1.0, np.array([1e9]))
+    assert grad[0] == pytest.approx(1.0, rel=1e-12)
+
+
+def test_the_report_names_the_float64_copy_it_checked_on_one_line():
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU())  # float32
+    header = str(gradcheck.check_layer(model, X)).splitlines()[0]
+    assert header == "gradient check of Sequential(Linear(4→3), ReLU()) in float64 on cpu: passed"
+    header = str(gradcheck.check_model(model, "mse", X, np.ones((6, 3)))).splitlines()[0]
+    assert header.startswith("gradient check of Sequential(Linear(4→3), ReLU()) with MeanSquaredError() in float64")
+
+
+# ------------------------------------------------------------------ parity, composite modules
+def _other_backends():
+    params = [pytest.param("strict", id="strict")]
+    params.append(pytest.param("torch", id="torch", marks=pytest.mark.skipif(
+        not any(d.backend == "torch" for d in xpnet.testing.available_devices(["torch"])),
+        reason="torch is not installed")))
+    return params
+
+
+@pytest.mark.parametrize("device", _other_backends())
+@pytest.mark.parametrize("wrap, name", [
+    pytest.param(lambda inner: inner, "W", id="plain"),
+    pytest.param(lambda inner: nn.Sequential(inner), "0.W", id="sequential"),
+    pytest.param(lambda inner: nn.Sequential(nn.Linear(4, 4), nn.Tanh(), inner), "2.W", id="deeper-sequential"),
+    pytest.param(lambda inner: TwoLayerBlock(inner), "1.W", id="user-module"),
+])
+def test_parity_compares_every_parameter_gradient_by_qualified_name(device, wrap, name):
+    width = 5 if name == "1.W" else 4
+    with pytest.raises(AssertionError, match=rf"{device}\S*/float32 grad {name.replace('.', '[.]')}: values differ"):
+        check_layer_parity(lambda: wrap(DoublesWOffNumpy(width, 3)), X, devices=[device], dtypes=["float32"])
+    check_layer_parity(lambda: wrap(nn.Linear(width, 3)), X, devices=[device], dtypes=["float32"])
+
+
+def test_parity_names_a_parameter_whose_gradient_backward_never_stored():
+    class ForgetsBias(nn.Linear):
+        """Zero gradients from __init__ must not pass for the bias gradient it never stores."""
+
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.zero_grad()
+
+        def backward(self, grad_out):
+            saved = dict(self.grads)
+            dx = super().backward(grad_out)
+            self.grads["b"] = saved.get("b")
+            if self.grads["b"] is None:
+                del self.grads["b"]
+            return dx
+
+    with pytest.raises(AssertionError, match=r"no gradient for parameter 0\.b .*ForgetsBias\.backward must store"):
+        check_layer_parity(lambda: nn.Sequential(ForgetsBias(4, 3)), X, devices=["cpu"])
+
+
+def test_parity_says_how_to_fix_a_backward_that_modifies_grad_out():
+    x = np.where(RNG.random((5, 3)) < 0.5, -1.0, 1.0) * RNG.uniform(0.1, 2.0, (5, 3))
+    with pytest.raises(AssertionError, match=r"cpu/float64 grad_out was modified in place; .*g = g \* mask"):
+        check_layer_parity(MasksGradOutInPlace, x, devices=["cpu"])
