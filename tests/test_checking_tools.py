@@ -201,3 +201,17 @@ def test_parity_says_how_to_fix_a_backward_that_modifies_grad_out():
     x = np.where(RNG.random((5, 3)) < 0.5, -1.0, 1.0) * RNG.uniform(0.1, 2.0, (5, 3))
     with pytest.raises(AssertionError, match=r"cpu/float64 grad_out was modified in place; .*g = g \* mask"):
         check_layer_parity(MasksGradOutInPlace, x, devices=["cpu"])
+
+
+def test_numerical_gradient_of_a_float32_point_is_computed_in_float64():
+    """A float32 x (xpnet's default dtype) rounded a 1e-6 step away: gradients of
+    sum(v * v) at [1.3, -0.7, 2.1] came out as [2.38, -1.43, 4.05]."""
+    from xpnet.errors import DtypeMismatchError
+
+    x = xpnet.asarray(np.array([1.3, -0.7, 2.1]), dtype="float32")
+    grad = gradcheck.numerical_gradient(lambda v: (v * v).sum(), x)
+    np.testing.assert_allclose(grad, 2 * xpnet.to_numpy(x).astype(np.float64), rtol=1e-7)
+    layer = xpnet.nn.Linear(3, 2)  # float32 parameters refuse float64 input
+    with pytest.raises(DtypeMismatchError, match=r"numerical_gradient evaluates f at float64 points .* "
+                                                 r"model.to\(dtype='float64'\)"):
+        gradcheck.numerical_gradient(lambda v: layer.forward(v[None, :]).sum(), x)
