@@ -188,7 +188,7 @@ def test_optimizer_type_mismatch_is_a_clear_error(tmp_path):
     optimizer = SGD(model.parameters(), lr=0.1, momentum=0.9)
     train(model, optimizer, 1)
     path = xio.save(model, tmp_path / "ckpt.npz", optimizer=optimizer)
-    with pytest.raises(ValueError, match="holds SGD state, but the optimizer given is a Adam"):
+    with pytest.raises(ValueError, match="holds SGD state, but the given optimizer is Adam"):
         xio.load(path, optimizer=Adam(make_model().parameters()))
 
 

@@ -81,8 +81,10 @@ def test_validation_set_of_the_wrong_width_is_named_before_the_first_step():
 def test_string_and_float_class_labels():
     fit_fails(LabelError, r"class labels must be integers 0..K-1, got strings such as 'b'.*LabelEncoder",
               y=np.array(["b", "a", "c", "a"] * 10))
-    fit_fails(LabelError, r"class labels must be integers 0..2, got float\d+ values.*y.astype\(int\)",
+    fit_fails(LabelError, r"class labels must be integers 0..2, got floating-point values.*y.astype\(int\)",
               y=Y.astype(np.float64))
+    fit_fails(ShapeError, r"expects integer labels of shape \(N,\), got \(40, 3\); one-hot rows are targets of "
+                          r"shape \(N, 3\) as floats: y.astype\(float\)", y=np.eye(3, dtype=int)[Y])
 
 
 def test_shape_error_names_the_datas_shape_not_the_probes():
@@ -478,3 +480,12 @@ def test_a_softmax_before_cross_entropy_is_pointed_out():
     with pytest.warns(UserWarning, match=r"the model ends in nn.Softmax and SoftmaxCrossEntropy applies a softmax "
                                          r"again; remove the last Softmax layer"):
         xpnet.fit(model, "cross_entropy", X, Y, epochs=1, progress=False)
+
+
+def test_evaluate_takes_batch_size_none_like_fit_and_predict():
+    model, _ = model_and_optimizer()
+    whole = xpnet.evaluate(model, "cross_entropy", X, Y, batch_size=None)
+    batched = xpnet.evaluate(model, "cross_entropy", X, Y, batch_size=7)
+    assert whole.keys() == batched.keys()
+    for key in whole:
+        assert math.isclose(whole[key], batched[key], rel_tol=1e-6), key

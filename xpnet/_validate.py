@@ -160,7 +160,7 @@ def metric_names(owner: str, metrics: Any) -> None:
 
 def evaluate_arguments(*, batch_size: Any, metrics: Any) -> None:
     """Check :func:`xpnet.evaluate`'s settings."""
-    integer("evaluate", "batch_size", batch_size, minimum=1)
+    integer("evaluate", "batch_size", batch_size, minimum=1, allow_none=True)
     metric_names("evaluate", metrics)
 
 

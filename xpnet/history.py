@@ -32,7 +32,8 @@ class History:
 
     @property
     def epochs(self) -> int:
-        """Number of completed epochs."""
+        """Number of epochs logged; after Ctrl-C this includes the interrupted, partial one
+        (``interrupted`` is then True)."""
         return len(self.epoch_times)
 
     def __getitem__(self, key: str) -> list[float]:

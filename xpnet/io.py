@@ -600,8 +600,8 @@ def _restore_optimizer(file: pathlib.Path, optimizer: Any, state: dict[str, Any]
         )
     if state["type"] != kind:
         raise ValueError(
-            f"'{file}' holds {state['type']} state, but the optimizer given is a {kind}; "
-            f"construct a {state['type']} to resume"
+            f"'{file}' holds {state['type']} state, but the given optimizer is {kind}; "
+            f"construct an optimizer of type {state['type']} to resume"
         )
     named = dict(model.named_parameters())
     handles = [named[name] for name in state["parameters"]]

@@ -186,12 +186,15 @@ class SoftmaxCrossEntropy(Loss):
         k = pred_shape[1]
         if _is_integer(target):
             if target.ndim != 1:
-                raise ShapeError(f"{name} expects integer labels of shape (N,), got {tuple(target.shape)}")
+                hint = (f"; one-hot rows are targets of shape (N, {k}) as floats: y.astype(float)"
+                        if target.ndim == 2 and target.shape[1] == k else "")
+                raise ShapeError(f"{name} expects integer labels of shape (N,), got {tuple(target.shape)}{hint}")
             _check_label_range(name, target, k, f"the model has {k} outputs")
             return
         if target.ndim == 1:
             raise LabelError(
-                f"{name}: class labels must be integers 0..{k - 1}, got {dtype_name(target.dtype)} values of "
+                # not the dtype's name: fit has already cast float labels to the model's dtype
+                f"{name}: class labels must be integers 0..{k - 1}, got floating-point values of "
                 f"shape {tuple(target.shape)}; cast them with y.astype(int) (NumPy) or "
                 f"xpnet.asarray(y, dtype='int64'), or pass one-hot targets of shape (N, {k})"
             )

@@ -381,7 +381,7 @@ def fit(
 
 
 @_on_model_device
-def evaluate(model: Any, loss: Any, X: Any, y: Any, *, batch_size: int = 1024,
+def evaluate(model: Any, loss: Any, X: Any, y: Any, *, batch_size: int | None = 1024,
              metrics: Sequence[str] | None = None) -> dict[str, float]:
     """Loss and metrics of ``model`` on ``(X, y)`` in evaluation mode, in batches (a
     large test set does not exhaust GPU memory).
@@ -391,7 +391,8 @@ def evaluate(model: Any, loss: Any, X: Any, y: Any, *, batch_size: int = 1024,
         loss: as :func:`fit`.
         X: inputs (N, ...).
         y: targets (N,) labels, (N, K) one-hot or floats.
-        batch_size: samples per forward pass.
+        batch_size: samples per forward pass; ``None``: the whole set in one pass
+            (as in ``fit`` and ``predict``).
         metrics: as :func:`fit`.
 
     Returns:
@@ -412,8 +413,9 @@ def evaluate(model: Any, loss: Any, X: Any, y: Any, *, batch_size: int = 1024,
     try:
         sums = None
         with _trusted_targets(loss):
-            for i in range(0, n, batch_size):
-                j = min(i + batch_size, n)
+            step = n if batch_size is None else batch_size
+            for i in range(0, n, step):
+                j = min(i + step, n)
                 xb, yb = Xd[i:j, ...], yd[i:j, ...]
                 out = model.forward(xb)
                 batch = [loss.forward(out, yb) * float(xb.shape[0])]
