@@ -190,7 +190,7 @@ def test_targets_are_checked_once_per_fit_not_per_step():
 def test_evaluate_and_predict_batch_size(batch_size):
     model, _ = model_and_optimizer()
     exc = TypeError if isinstance(batch_size, float) else ValueError
-    with pytest.raises(exc, match=rf"evaluate: batch_size must be an integer >= 1, got .*{batch_size}"):
+    with pytest.raises(exc, match=rf"evaluate: batch_size must be an integer >= 1 or None, got .*{batch_size}"):
         xpnet.evaluate(model, "cross_entropy", X, Y, batch_size=batch_size)
     for method in (model.predict, model.predict_proba, model.predict_classes):
         with pytest.raises(exc, match=rf"predict: batch_size must be an integer >= 1 or None, got .*{batch_size}"):
