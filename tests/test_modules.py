@@ -195,3 +195,141 @@ def test_predict_and_evaluate_keep_each_modules_own_mode():
     model.predict(X)
     xpnet.evaluate(model, "cross_entropy", X, Y)
     assert [m.training for m in model] == [True, False, True]
+
+
+def test_predict_proba_does_not_guess_the_output_layer_from_attribute_order():
+    """A Sigmoid gate assigned last is not the output: the model's logits still get
+    the softmax (rows summing to 1), and no double-softmax warning is raised."""
+
+    class Gated(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2, self.gate = nn.Linear(6, 8), nn.Linear(8, 3), nn.Softmax()
+
+        def forward(self, x):
+            return self.fc2.forward(self.gate.forward(self.fc1.forward(x)))
+
+        def backward(self, g):
+            return self.fc1.backward(self.gate.backward(self.fc2.backward(g)))
+
+    model = Gated()
+    np.testing.assert_allclose(xpnet.to_numpy(model.predict_proba(X)).sum(axis=1), np.ones(30), rtol=1e-6)
+    xpnet.fit(model, "cross_entropy", X, Y, epochs=1, progress=False)  # warnings are errors here
+
+
+class Block(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+        self.fc = nn.Linear(n, n)
+
+    def forward(self, x):
+        return self.fc.forward(x)
+
+    def backward(self, g):
+        return self.fc.backward(g)
+
+
+def test_save_checks_only_the_configs_load_rebuilds_from(tmp_path):
+    """A child built by its parent's __init__ is never rebuilt from its own config, so
+    Block's missing get_config does not matter inside Net (it does inside a
+    Sequential, which rebuilds each layer from its config)."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = Block(6)
+            self.out = nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.out.forward(self.block.forward(x))
+
+        def backward(self, g):
+            return self.block.backward(self.out.backward(g))
+
+    net = Net()
+    loaded = xpnet.load(xpnet.save(net, tmp_path / "net.npz"))
+    np.testing.assert_array_equal(xpnet.to_numpy(loaded.predict(X)), xpnet.to_numpy(net.predict(X)))
+    with pytest.raises(TypeError, match=r"cannot save Block: Block.get_config\(\) returns \{\}"):
+        xpnet.save(nn.Sequential(Block(6)), tmp_path / "seq.npz")
+
+
+def test_children_written_as_a_generator():
+    class Gen(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(6, 4), nn.Linear(4, 3)
+
+        def children(self):
+            yield self.a
+            yield self.b
+
+        def forward(self, x):
+            return self.b.forward(self.a.forward(x))
+
+        def backward(self, g):
+            return self.a.backward(self.b.backward(g))
+
+    model = Gen()
+    assert [type(m).__name__ for m in model.modules()] == ["Gen", "Linear", "Linear"]
+    history = xpnet.fit(model, "cross_entropy", X, Y, epochs=2, progress=False)
+    assert history["loss"][1] < history["loss"][0]
+
+
+def test_an_attribute_error_inside_a_property_is_not_hidden():
+    class Typo(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+        @property
+        def width(self):
+            return self.fc.out_features_typo
+
+    with pytest.raises(AttributeError, match=r"out_features_typo"):
+        getattr(Typo(), "width")  # noqa: B009 - the property is what is tested
+
+
+def test_modules_in_mixed_lists_and_dicts_are_found():
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.steps = [nn.Linear(2, 3), np.tanh]
+            self.heads = {"a": nn.Linear(3, 1), "b": nn.Linear(3, 2)}
+
+    assert list(Mixed().state_dict()) == ["steps.0.W", "steps.0.b", "heads.a.W", "heads.a.b", "heads.b.W", "heads.b.b"]
+
+
+def test_a_layer_that_only_reads_another_layers_weights_may_share_it():
+    """Tied weights by reference (the unembedding reads the embedding's W): the
+    embedding's forward runs once, so no cache is overwritten; it is accepted, and
+    its parameters are counted once."""
+
+    class Unembed(nn.Module):
+        def __init__(self, emb):
+            super().__init__()
+            self.emb = emb
+
+        def forward(self, x):
+            self._x = x
+            return x @ self.emb.params["W"].T
+
+        def backward(self, g):
+            return g @ self.emb.params["W"]
+
+    emb = nn.Linear(4, 8)
+    model = nn.Sequential(emb, nn.Tanh(), Unembed(emb))
+    assert list(model.state_dict()) == ["0.W", "0.b"]
+    assert tuple(model.predict(X[:, :4]).shape) == (30, 4)
+
+
+def test_a_custom_layer_with_children_shows_its_count_in_a_sequential():
+    text = repr(nn.Sequential(nn.Linear(6, 6), Block(6)))
+    assert "  (1): Block()  # 42 params" in text.splitlines()
+
+
+def test_the_double_softmax_warning_points_at_the_callers_line():
+    model = nn.Sequential(nn.Linear(6, 3), nn.Softmax())
+    with pytest.warns(UserWarning, match="applies a softmax again") as record:
+        xpnet.fit(model, "cross_entropy", X, Y, epochs=1, progress=False)
+    assert record[0].filename == __file__

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import string
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -260,6 +262,16 @@ def _probe(owner: str, model: Any, loss: Any, X: Any, name: str) -> tuple[int, .
     return tuple(out.shape)
 
 
+def _outside_xpnet() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside xpnet (the
+    user's line), however deep inside xpnet it is raised."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _warn_double_softmax(owner: str, model: Any, loss: Any) -> None:
     """SoftmaxCrossEntropy applies the softmax itself: a model that ends in one too
     trains on softmax(softmax(z)), slowly and badly, without any error."""
@@ -269,7 +281,7 @@ def _warn_double_softmax(owner: str, model: Any, loss: Any) -> None:
     if owner == "fit" and isinstance(loss, SoftmaxCrossEntropy) and isinstance(model._last_layer(), Softmax):
         warnings.warn("fit: the model ends in nn.Softmax and SoftmaxCrossEntropy applies a softmax again; "
                       "remove the last Softmax layer (model.predict_proba gives probabilities)",
-                      UserWarning, stacklevel=4)
+                      UserWarning, stacklevel=_outside_xpnet())
 
 
 def fit_data(model: Any, loss: Any, X: Any, y: Any, validation_data: tuple[Any, Any] | None, *, batch_size: int | None,
@@ -284,7 +296,7 @@ def fit_data(model: Any, loss: Any, X: Any, y: Any, validation_data: tuple[Any, 
         raise ValueError(f"fit: batch_size={batch_size} with drop_last=True drops all {n} training samples "
                          f"(no full batch); use batch_size <= {n} or drop_last=False")
     _check_optimizer(model, optimizer)
-    modes = model._modes()  # each module's own flag: a Dropout set to eval by hand stays so
+    modes = model._modes()  # the probe runs in eval mode; put each module back as it was
     try:
         out_shape = _probe("fit", model, loss, X, "X")
         targets("fit", loss, (n, *out_shape[1:]), y, "y")

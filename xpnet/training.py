@@ -260,6 +260,10 @@ def fit(
             all ranks; only rank 0 prints and writes checkpoints. Without ``mpiexec``
             it trains in one process.
 
+    Every epoch starts with ``model.train()`` (dropout on in every module, as in Keras);
+    validation, ``evaluate`` and ``predict`` run in eval mode and then put each module
+    back in the mode it had.
+
     Returns:
         History with ``history["loss"]``, metrics, ``val_*`` entries and ``"lr"`` per
         epoch, and the wall time of each epoch. Ctrl-C stops at a step boundary and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from .module import Module, check_gradient_device, layer_type
@@ -89,8 +90,8 @@ class Sequential(Module):
         lines = []
         for i, layer in enumerate(self.layers):
             n = layer.num_parameters()
-            # a container's own repr ends with its summary; indent its lines under ours
-            suffix = f"  # {n:,} params" if n and not layer.children() else ""
+            # a Sequential's own repr ends with its summary; indent its lines under ours
+            suffix = f"  # {n:,} params" if n and not isinstance(layer, Sequential) else ""
             text = repr(layer).replace("\n", "\n  ")
             lines.append(f"  ({i}): {text}{suffix}")
         where = f", {self.dtype} on {self.device}" if self.device is not None else ""
@@ -98,15 +99,25 @@ class Sequential(Module):
         return f"Sequential(\n{body}\n)  # {self.num_parameters():,} parameters{where}"
 
 
+def _positions(layer: Module) -> Iterator[Module]:
+    """The modules whose forward a Sequential runs for this layer: the layer, and the
+    layers of a nested Sequential. A user module's attribute children are not
+    followed: it may only read them (a tied embedding), not run them twice."""
+    yield layer
+    if isinstance(layer, Sequential):
+        for inner in layer.layers:
+            yield from _positions(inner)
+
+
 def _check_layers(container: Sequential, layers: Any) -> None:
-    """Every layer a Module, and no module object in two places: each layer caches
+    """Every layer a Module, and no module object in two positions: each layer caches
     its input in forward for its backward, so a second use of one object overwrites
     the first one's cache and backward computes wrong gradients without an error."""
     where: dict[int, int] = {id(container): -1}
     for i, layer in enumerate(layers):
         if not isinstance(layer, Module):
             raise TypeError(f"Sequential layer {i} is a {type(layer).__name__}, not an xpnet.nn.Module")
-        for m in layer.modules():
+        for m in _positions(layer):
             first = where.setdefault(id(m), i)
             if first == i:
                 continue

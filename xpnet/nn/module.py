@@ -64,6 +64,23 @@ class Parameter:
         return f"Parameter({type(self.module).__name__}.{self.name}, shape={self.shape})"
 
 
+class _SetInInit:
+    """Class-level stand-in for an attribute ``Module.__init__`` sets on the instance.
+
+    The instance's own attribute always wins over this (non-data) descriptor, so it
+    costs nothing; it is only reached when ``__init__`` never ran, and then names the
+    mistake instead of a bare AttributeError from deep inside ``fit``."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        raise AttributeError(f"{type(obj).__name__} has no {self.name!r}: its __init__ must call "
+                             f"super().__init__() before anything else")
+
+
 class Module:
     """Base class: a layer with a hand-written ``forward`` and ``backward``.
 
@@ -74,18 +91,13 @@ class Module:
     """
 
     no_decay: frozenset[str] = frozenset()
+    params = _SetInInit()
+    grads = _SetInInit()
+    training = _SetInInit()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _register(cls)
-
-    def __getattr__(self, name: str) -> Any:
-        # only reached when normal lookup failed: a subclass whose __init__ never ran
-        # Module.__init__ has no params/grads/training
-        if name in ("params", "grads", "training"):
-            raise AttributeError(f"{type(self).__name__} has no {name!r}: its __init__ must call "
-                                 f"super().__init__() before anything else")
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __init__(self) -> None:
         self.params: dict[str, Any] = {}
@@ -120,7 +132,7 @@ class Module:
         By default, as in PyTorch, the modules held in this module's attributes (and
         in list or tuple attributes, named ``"blocks.0"``, ...) in the order they were
         set: ``self.fc1 = nn.Linear(...)`` makes ``fc1`` a child, and its parameters
-        ``"fc1.W"``, ``"fc1.b"``. A subclass that overrides :meth:`children` gets those,
+        ``"fc1.W"``, ``"fc1.b"``; modules in a dict attribute are named ``"heads.a"``. A subclass that overrides :meth:`children` gets those,
         named ``"0"``, ``"1"``, ...; :class:`~xpnet.nn.Sequential` names its layers so.
         """
         if type(self).children is not Module.children:
@@ -129,8 +141,10 @@ class Module:
         for name, value in vars(self).items():
             if isinstance(value, Module):
                 found.append((name, value))
-            elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Module) for v in value):
-                found.extend((f"{name}.{i}", v) for i, v in enumerate(value))
+            elif isinstance(value, (list, tuple)):
+                found.extend((f"{name}.{i}", v) for i, v in enumerate(value) if isinstance(v, Module))
+            elif isinstance(value, dict):
+                found.extend((f"{name}.{k}", v) for k, v in value.items() if isinstance(v, Module))
         return found
 
     def children(self) -> list[Module]:
@@ -168,7 +182,7 @@ class Module:
                 continue
             seen.add(id(module))
             yield module
-            stack.extend(reversed(module.children()))
+            stack.extend(reversed(list(module.children())))  # children() may be a generator
 
     def num_parameters(self) -> int:
         """Total number of scalar parameters."""
@@ -336,7 +350,13 @@ class Module:
         return xp.argmax(out, axis=-1)
 
     def _last_layer(self) -> Module:
-        kids = self.children()
+        """The layer whose output is the model's: the last of an ordered container
+        (Sequential, or a class whose ``children()`` gives them in order); itself for a
+        module whose children come from its attributes, whose order says nothing
+        about which runs last."""
+        if type(self).children is Module.children:
+            return self
+        kids = list(self.children())
         return kids[-1]._last_layer() if kids else self
 
     def _prepare_input(self, x: Any) -> Any:
@@ -420,21 +440,27 @@ def check_rebuildable(model: Module) -> None:
     shows when saving, not as a "corrupt" file when loading."""
     import inspect
 
-    for m in model.modules():
-        cls = type(m)
-        if cls.from_config.__func__ is not Module.from_config.__func__:
-            continue  # its own from_config knows what it needs
-        config = m.get_config()
-        try:
-            inspect.signature(cls).bind(**config)
-        except TypeError as exc:
-            raise TypeError(
-                f"cannot save {cls.__name__}: {cls.__name__}.get_config() returns {config!r}, which does not "
-                f"rebuild it ({exc}); define get_config() to return the constructor's arguments, e.g. "
-                f"{{'features': self.features}}"
-            ) from None
-        except ValueError:
-            continue  # no signature to check (a C-implemented __init__)
+    from .containers import Sequential
+
+    cls = type(model)
+    if isinstance(model, Sequential):
+        for layer in model.layers:  # Sequential.from_config rebuilds each layer from its own config
+            check_rebuildable(layer)
+        return
+    if cls.from_config.__func__ is not Module.from_config.__func__:
+        return  # its own from_config knows what it needs
+    # cls(**config) builds the module's children itself: only its own config matters
+    config = model.get_config()
+    try:
+        inspect.signature(cls).bind(**config)
+    except TypeError as exc:
+        raise TypeError(
+            f"cannot save {cls.__name__}: {cls.__name__}.get_config() returns {config!r}, which does not "
+            f"rebuild it ({exc}); define get_config() to return the constructor's arguments, e.g. "
+            f"{{'features': self.features}}"
+        ) from None
+    except ValueError:
+        return  # no signature to check (a C-implemented __init__)
 
 
 def layer_class(name: str) -> type[Module]:
