@@ -1,6 +1,7 @@
 """Callbacks as a script user meets them: their errors, and what fit says after Ctrl-C."""
 
 import os
+import re
 import signal
 
 import numpy as np
@@ -47,7 +48,7 @@ def test_ctrl_c_message_says_which_weights_the_model_has(capsys, restore):
     now = {k: xpnet.to_numpy(v) for k, v in model.state_dict().items()}
     same = all(np.array_equal(now[k], last.last[k]) for k in now)
     if restore:
-        assert "the model has the weights of epoch 4, restored by EarlyStopping" in err
+        assert re.search(r"the model has the weights of epoch 4 \(loss [\d.e+-]+\), restored by EarlyStopping", err)
         assert "last completed update" not in err and not same and stopper.restored_epoch == 3
     else:
         assert "the model keeps its last completed update" in err
@@ -109,3 +110,57 @@ def test_a_checkpoint_folder_that_does_not_exist_fails_before_training(tmp_path)
     xpnet.fit(model, "cross_entropy", X, Y, optimizer=opt, epochs=2, progress=False,
               callbacks=[callbacks.ModelCheckpoint(missing / "ckpt-{epoch}.npz")])
     assert sorted(os.listdir(missing)) == ["ckpt-1.npz", "ckpt-2.npz"]
+
+
+def test_ctrl_c_is_reported_even_without_progress_output(capsys):
+    """In a loop of fits with progress=False, one press of stop cut the current run
+    short and printed nothing: the next runs' results looked like a full comparison."""
+    model = _model()
+    history = xpnet.fit(model, "cross_entropy", X, Y, epochs=20, batch_size=8, progress=False,
+                        callbacks=[_CtrlCAfter(epoch=1)])
+    assert history.interrupted
+    assert "training interrupted during epoch 3" in capsys.readouterr().err
+
+
+def test_early_stopping_says_so_and_which_weights_the_model_has(capsys):
+    model = _model()
+    stopper = callbacks.EarlyStopping(monitor="loss", patience=2, min_delta=10.0)  # never improves enough
+    history = xpnet.fit(model, "cross_entropy", X, Y, epochs=20, batch_size=8, callbacks=[stopper])
+    assert history.stopped_early and history.epochs == 3
+    out = capsys.readouterr().out
+    assert re.search(r"stopped early after epoch 3: loss did not improve for 2 epochs; the model has the weights "
+                     r"of epoch 1 \(loss [\d.e+-]+\), restored by EarlyStopping", out), out
+    xpnet.fit(_model(), "cross_entropy", X, Y, epochs=20, batch_size=8, progress=False,
+              callbacks=[callbacks.EarlyStopping(monitor="loss", patience=2, min_delta=10.0)])
+    assert "stopped early" not in capsys.readouterr().out  # progress=False: quiet, as asked
+
+
+def test_progress_bar_labels_the_running_epoch_and_ends_full_when_stopped_early(monkeypatch):
+    import io
+    import sys
+    import types
+
+    from tqdm.std import tqdm as text_tqdm
+
+    from xpnet import training
+
+    stream = io.StringIO()
+    stream.isatty = lambda: True
+    monkeypatch.setattr(sys, "stderr", stream)
+    # a Jupyter kernel without ipywidgets: the text bar, not tqdm's "IProgress not found" warning
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    real_find_spec = training.importlib.util.find_spec
+    monkeypatch.setattr(training.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ipywidgets" else real_find_spec(name, *a))
+    bar = training._Progress(True, epochs=5, steps=4)
+    assert type(bar.bar) is text_tqdm
+    bar.begin(0)
+    assert bar.bar.desc.startswith("epoch 1/5")  # the epoch running, before any of it is done
+    for _ in range(4):
+        bar.step()
+    bar.epoch(0, {"loss": 0.5}, 0.1)
+    bar.begin(1)
+    assert bar.bar.desc.startswith("epoch 2/5")
+    bar.step()
+    bar.close(finished=True)  # stopped early: shown complete (a notebook bar closed short turns red)
+    assert bar.bar.total == bar.bar.n == 5

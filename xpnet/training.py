@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import math
 import signal
 import sys
@@ -28,6 +29,7 @@ from typing import Any
 
 from . import _compile, _validate
 from . import backend as _backend
+from . import callbacks as _callbacks
 from . import distributed as _distributed
 from . import losses as _losses
 from . import metrics as _metrics
@@ -145,11 +147,21 @@ class _Progress:
 
     def __init__(self, enabled: bool, epochs: int, steps: int):
         self.enabled, self.epochs, self.bar = enabled, epochs, None
-        interactive = sys.stderr.isatty() or "ipykernel" in sys.modules
-        if enabled and interactive:
-            from tqdm.auto import tqdm
+        notebook = "ipykernel" in sys.modules
+        if enabled and (sys.stderr.isatty() or notebook):
+            if notebook and importlib.util.find_spec("ipywidgets") is None:
+                # tqdm.auto would warn "IProgress not found. Please update jupyter" (which
+                # does not help) and then draw this same text bar
+                from tqdm.std import tqdm
+            else:
+                from tqdm.auto import tqdm
 
             self.bar = tqdm(total=epochs * steps, unit="step", leave=True, dynamic_ncols=True)
+
+    def begin(self, epoch: int) -> None:
+        """Label the bar with the epoch now running (its numbers stay the last epoch's)."""
+        if self.bar is not None:
+            self.bar.set_description(f"epoch {epoch + 1}/{self.epochs}")
 
     def step(self) -> None:
         if self.bar is not None:
@@ -169,13 +181,18 @@ class _Progress:
             return
         text = " - ".join(f"{k} {v:.4f}" for k, v in logs.items() if k != "lr")
         if self.bar is not None:
-            self.bar.set_description(f"epoch {epoch + 1}/{self.epochs}")
             self.bar.set_postfix_str(text)
         else:
             print(f"epoch {epoch + 1}/{self.epochs} - {text} - {seconds:.2f}s", flush=True)
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
+        """``finished``: the run ended as planned (all epochs, or stopped early by a
+        callback), so the bar is shown full; a notebook bar closed short turns red,
+        which is right for Ctrl-C only."""
         if self.bar is not None:
+            if finished:
+                self.bar.total = self.bar.n
+                self.bar.refresh()
             self.bar.close()
 
 
@@ -332,6 +349,7 @@ def fit(
             interrupt = sync.agreed(interrupt)
             for epoch in range(epochs):
                 start = time.perf_counter()
+                progress_bar.begin(epoch)
                 model.train()
                 sums = list(zeros)
                 seen = 0
@@ -372,15 +390,22 @@ def fit(
         raise
     finally:
         history.params["compile_seconds"] = step.compile_seconds - compile_seconds
-        progress_bar.close()
+        progress_bar.close(finished=not history.interrupted)
         for cb in run.callbacks:
             cb.on_train_end(logs)
-    if history.interrupted and progress:
-        restored = [cb.restored_epoch for cb in run.callbacks if getattr(cb, "restored_epoch", None) is not None]
-        weights = (f"the model has the weights of epoch {restored[-1] + 1}, restored by EarlyStopping" if restored
-                   else "the model keeps its last completed update")
+    stoppers = [cb for cb in run.callbacks if isinstance(cb, _callbacks.EarlyStopping)]
+    restored = [cb for cb in stoppers if cb.restored_epoch is not None]
+    weights = (f"the model has the weights of epoch {restored[-1].restored_epoch + 1} "
+               f"({restored[-1].monitor_name} {restored[-1].best:.4g}), restored by EarlyStopping" if restored
+               else "the model keeps its last completed update")
+    if history.interrupted and sync.rank == 0:
+        # whatever `progress` says: in a loop of fits, a run cut short must not pass unnoticed
         print(f"training interrupted during epoch {history.epochs} (its numbers cover the steps it completed); "
               f"{weights}", file=sys.stderr)
+    elif history.stopped_early and stoppers and progress:
+        stopper = next((cb for cb in stoppers if cb.wait >= cb.patience), stoppers[0])
+        print(f"stopped early after epoch {history.epochs}: {stopper.monitor_name} did not improve for "
+              f"{stopper.patience} epochs; {weights}", flush=True)
     return history
 
 
