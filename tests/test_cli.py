@@ -73,6 +73,8 @@ def test_help_is_plain_text_with_every_default(capsys):
         (["--seed", "1.5"], "argument --seed: expected a whole number >= 0, got '1.5'"),
         (["--save", "no-such-folder/model.npz"], "argument --save: cannot save to 'no-such-folder/model.npz': "
                                                  "folder 'no-such-folder' does not exist"),
+        (["--save", "."], "argument --save: cannot save to '.': it names a folder; give a file name such as "
+                          "'./model.npz'"),
     ],
 )
 def test_training_arguments_are_checked_before_training(capsys, args, message):
@@ -120,3 +122,14 @@ def test_info_keeps_backend_warnings_out_of_its_table(monkeypatch, capsys):
     assert not any("line 3 of the banner" in line for line in lines)
     cupy_row = next(line for line in lines if line.startswith("cupy "))
     assert "unavailable: " in cupy_row and "Or run on the CPU" not in cupy_row  # the table is the alternative
+
+
+def test_train_takes_its_default_device_from_xpnet_device(monkeypatch, capsys):
+    """`python -m xpnet info` reports XPNET_DEVICE as the default device; train used
+    "auto" whatever it said."""
+    monkeypatch.setenv("XPNET_DEVICE", "strict")
+    try:
+        assert main(["train", "digits", "--epochs", "1", "--quiet"]) == 0
+    finally:
+        xpnet.use("cpu")
+    assert "training on strict" in capsys.readouterr().out

@@ -567,3 +567,38 @@ def test_save_refuses_metadata_that_load_would_refuse(tmp_path):
     with pytest.raises(ValueError, match="nest more than 200 levels"):
         xio.save(make_model(), tmp_path / "deep.npz", metadata=deep)
     assert not (tmp_path / "deep.npz").exists()
+
+
+def test_save_and_load_around_folders_and_links(tmp_path):
+    """save('runs/') wrote runs.npz beside the folder; load('runs') beside a folder
+    runs/ raised IsADirectoryError although save had written runs.npz; save('.')
+    was a pathlib error; saving to a link replaced the link instead of writing
+    through it."""
+    import os
+
+    model = make_model()
+    (tmp_path / "runs").mkdir()
+    for folder in (str(tmp_path / "runs") + os.sep, str(tmp_path / "runs"), ".", ""):
+        with pytest.raises(IsADirectoryError, match=r"it names a folder; give a file name such as"):
+            xio.save(model, folder)
+    written = xio.save(model, tmp_path / "model")
+    assert written == tmp_path / "model.npz"
+    (tmp_path / "model").mkdir()  # a folder of the same name: load still finds model.npz
+    assert_same_params(xio.load(tmp_path / "model"), model)
+    with pytest.raises(IsADirectoryError, match=r"A folder, not a saved xpnet model"):
+        xio.load(tmp_path / "runs")
+    assert xio.save(model, tmp_path / "upper.NPZ") == tmp_path / "upper.NPZ"  # the suffix in any case
+    (tmp_path / "real").mkdir()
+    xio.save(make_model(), tmp_path / "real" / "m.npz")
+    os.symlink(tmp_path / "real" / "m.npz", tmp_path / "link.npz")
+    xio.save(model, tmp_path / "link.npz")
+    assert os.path.islink(tmp_path / "link.npz")
+    assert_same_params(xio.load(tmp_path / "real" / "m.npz"), model)
+
+
+def test_a_foreign_npz_member_without_a_npy_header_is_corrupt(tmp_path):
+    path = tmp_path / "foreign.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("xpnet_header.npy", b"garbage")
+    with pytest.raises(CorruptFileError, match=r"entry 'xpnet_header' is not a NumPy array"):
+        xio.load(path)

@@ -161,9 +161,32 @@ def test_save_refuses_a_layer_its_config_cannot_rebuild(tmp_path):
             super().__init__()
             self.params["g"] = xpnet.asarray(np.ones(features))
 
-    with pytest.raises(TypeError, match=r"cannot save Scale: Scale.get_config\(\) returns \{\}, which does not "
-                                        r"rebuild it .*define get_config\(\)"):
+    with pytest.raises(TypeError, match=r"cannot save Scale: its __init__ takes features, but Scale does not define "
+                                        r"get_config\(\), so load would rebuild it with the defaults; .*"
+                                        r"\{'features': self.features\}"):
         xpnet.save(nn.Sequential(nn.Linear(6, 3), Scale(3)), tmp_path / "s.npz")
+
+    class Factor(nn.Module):  # a default argument: load would have rebuilt Factor(1.0), silently
+        def __init__(self, k=1.0):
+            super().__init__()
+            self.k = k
+
+        def forward(self, x):
+            return x * self.k
+
+        def backward(self, g):
+            return g * self.k
+
+    with pytest.raises(TypeError, match=r"cannot save Factor: its __init__ takes k, but Factor does not define"):
+        xpnet.save(nn.Sequential(nn.Linear(6, 3), Factor(5.0)), tmp_path / "f.npz")
+
+    class Renamed(Factor):  # a get_config whose keys the constructor does not take
+        def get_config(self):
+            return {"factor": self.k}
+
+    with pytest.raises(TypeError, match=r"cannot save Renamed: Renamed.get_config\(\) returns \{'factor': 5.0\}, "
+                                        r"which does not rebuild it"):
+        xpnet.save(nn.Sequential(nn.Linear(6, 3), Renamed(5.0)), tmp_path / "r.npz")
     assert not list(tmp_path.iterdir())
 
 
@@ -250,7 +273,7 @@ def test_save_checks_only_the_configs_load_rebuilds_from(tmp_path):
     net = Net()
     loaded = xpnet.load(xpnet.save(net, tmp_path / "net.npz"))
     np.testing.assert_array_equal(xpnet.to_numpy(loaded.predict(X)), xpnet.to_numpy(net.predict(X)))
-    with pytest.raises(TypeError, match=r"cannot save Block: Block.get_config\(\) returns \{\}"):
+    with pytest.raises(TypeError, match=r"cannot save Block: its __init__ takes n, but Block does not define"):
         xpnet.save(nn.Sequential(Block(6)), tmp_path / "seq.npz")
 
 
@@ -333,3 +356,16 @@ def test_the_double_softmax_warning_points_at_the_callers_line():
     with pytest.warns(UserWarning, match="applies a softmax again") as record:
         xpnet.fit(model, "cross_entropy", X, Y, epochs=1, progress=False)
     assert record[0].filename == __file__
+
+
+def test_two_user_classes_of_one_name_from_different_modules_both_load(tmp_path):
+    first, second = {}, {}
+    source = ("from xpnet import nn\nclass Act(nn.Module):\n    def forward(self, x):\n        return x * {k}\n"
+              "    def backward(self, g):\n        return g * {k}\n")
+    exec(source.format(k=2), {"__name__": "project_a"}, first)
+    exec(source.format(k=3), {"__name__": "project_b"}, second)
+    for ns in (first, second):
+        model = nn.Sequential(nn.Linear(6, 3), ns["Act"]())
+        loaded = xpnet.load(xpnet.save(model, tmp_path / f"{id(ns)}.npz"))
+        assert type(loaded[1]) is ns["Act"]
+        np.testing.assert_array_equal(xpnet.to_numpy(loaded.predict(X)), xpnet.to_numpy(model.predict(X)))

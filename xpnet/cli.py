@@ -167,10 +167,16 @@ def _seed(text: str) -> int:
 
 def _save_path(text: str) -> str:
     # Checked before training, as ModelCheckpoint is: a typo must not cost a training run.
+    from .io import _save_target
+
     folder = os.path.dirname(text)
     if folder and not os.path.isdir(folder):
         raise argparse.ArgumentTypeError(f"cannot save to {text!r}: folder {folder!r} does not exist; create it "
                                          f"first (mkdir -p {folder})")
+    try:
+        _save_target(text)  # the checks xpnet.save makes: not a folder ("." or "runs/"), ...
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 
@@ -206,8 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "test accuracy.")
     train.add_argument("dataset", choices=["digits", "mnist", "cifar10"],
                        help="digits is bundled with scikit-learn; mnist and cifar10 are downloaded once")
-    train.add_argument("--device", default="auto",
-                       help="cpu, cuda, cuda:N, auto, jax, torch, strict (default: %(default)s)")
+    train.add_argument("--device", default=os.environ.get("XPNET_DEVICE") or "auto",
+                       help="cpu, cuda, cuda:N, auto, jax, torch, strict; the environment variable XPNET_DEVICE "
+                            "sets the default (default: %(default)s)")
     train.add_argument("--epochs", type=_positive_int, default=20,
                        help="passes over the training set, >= 1 (default: %(default)s)")
     train.add_argument("--hidden", type=_positive_int, nargs="*", default=[32],

@@ -102,11 +102,7 @@ def save(
     if not isinstance(model, Module):
         raise TypeError(f"save() expects an xpnet.nn.Module, got {type(model).__name__}")
     check_rebuildable(model)  # a layer load could not rebuild fails here, not as a "corrupt" file later
-    target = pathlib.Path(os.fspath(path))
-    if target.suffix != ".npz":
-        target = target.with_name(target.name + ".npz")
-    if not target.parent.is_dir():
-        raise FileNotFoundError(f"cannot save to '{target}': directory '{target.parent}' does not exist")
+    target = _save_target(path)
 
     named = dict(model.named_parameters())
     arrays = {_PARAM + name: _host(p.value, f"parameter {name!r}") for name, p in named.items()}
@@ -205,6 +201,25 @@ def _optimizer_entry(optimizer: Any, named: dict[str, Any]) -> tuple[dict[str, A
     }
     _check_json(entry, f"{state['type']} hyperparameters")
     return entry, arrays
+
+
+def _save_target(path: str | os.PathLike[str]) -> pathlib.Path:
+    """The file :func:`save` writes for ``path``: ``.npz`` appended unless present
+    (in any case), through a symbolic link to the file it points to, and a clear
+    error for a folder (``"."``, ``"runs/"``, an existing directory) or a missing
+    parent folder, before anything is written."""
+    text = os.fspath(path)
+    target = pathlib.Path(text)
+    if not text or text.endswith((os.sep, "/")) or target.is_dir() or not target.name or target.name == "..":
+        raise IsADirectoryError(f"cannot save to '{text}': it names a folder; give a file name such as "
+                                f"'{os.path.join(text or '.', 'model.npz')}'")
+    if target.suffix.lower() != ".npz":
+        target = target.with_name(target.name + ".npz")
+    if target.is_symlink():  # write where it points (as open(path, "w") would), not over the link
+        target = pathlib.Path(os.path.realpath(target))
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"cannot save to '{target}': directory '{target.parent}' does not exist")
+    return target
 
 
 def _write_atomically(target: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
@@ -331,11 +346,13 @@ def load_checkpoint(
 
 def _existing(path: str | os.PathLike[str]) -> pathlib.Path:
     file = pathlib.Path(os.fspath(path))
-    if file.exists():
+    if file.is_file():
         return file
-    with_suffix = file.with_name(file.name + ".npz")
-    if file.suffix != ".npz" and with_suffix.exists():
-        return with_suffix
+    with_suffix = file.with_name(file.name + ".npz") if file.name else file
+    if file.suffix.lower() != ".npz" and with_suffix.is_file():
+        return with_suffix  # save("runs") beside a folder runs/ wrote runs.npz
+    if file.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "A folder, not a saved xpnet model (give the .npz file)", str(file))
     raise FileNotFoundError(errno.ENOENT, "No saved xpnet model", str(file))
 
 
@@ -355,6 +372,8 @@ def _member(file: pathlib.Path, archive: Any, key: str) -> np.ndarray:
         raise _corrupt(file, f"entry {key!r} is damaged ({exc})") from exc
     except Exception as exc:  # noqa: BLE001 - CRC errors, short reads, bad .npy headers: all damage
         raise _corrupt(file, f"entry {key!r} is damaged ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(value, np.ndarray):  # NumPy hands back raw bytes for a member without a .npy header
+        raise _corrupt(file, f"entry {key!r} is not a NumPy array")
     if value.dtype.hasobject:
         raise _corrupt(file, f"entry {key!r} is an object array; xpnet refuses those")
     return value

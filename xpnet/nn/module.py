@@ -414,11 +414,13 @@ def _register(cls: type[Module]) -> None:
     """Register a layer class for loading by name. xpnet's own layers keep their
     bare names: a user's ``class ReLU(nn.Module)`` (the course exercise) goes under
     its qualified name, ``"__main__.ReLU"``, and never replaces ``nn.ReLU`` in a model
-    loaded afterwards. A class redefined under the same name (a notebook cell run
-    again) replaces its earlier self."""
+    loaded afterwards, and a second user class of the same name from another module
+    (two projects' ``Block``) does not replace the first. A class redefined in the
+    same module under the same name (a notebook cell run again) replaces its
+    earlier self."""
     name = cls.__name__
     owner = _LAYERS.get(name)
-    if owner is not None and _is_builtin(owner) and not _is_builtin(cls):
+    if owner is not None and (owner.__module__, owner.__qualname__) != (cls.__module__, cls.__qualname__):
         name = f"{cls.__module__}.{cls.__qualname__}"
     _LAYERS[name] = cls
     cls._xpnet_layer_name = name
@@ -452,15 +454,26 @@ def check_rebuildable(model: Module) -> None:
     # cls(**config) builds the module's children itself: only its own config matters
     config = model.get_config()
     try:
-        inspect.signature(cls).bind(**config)
+        signature = inspect.signature(cls)
+    except ValueError:
+        return  # no signature to check (a C-implemented __init__)
+    arguments = [name for name, p in signature.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if arguments and cls.get_config is Module.get_config:
+        # as Keras refuses: load would call cls() and rebuild it with the defaults,
+        # silently another layer (Scale(5.0) back as Scale(1.0))
+        raise TypeError(
+            f"cannot save {cls.__name__}: its __init__ takes {', '.join(arguments)}, but {cls.__name__} does not "
+            f"define get_config(), so load would rebuild it with the defaults; define get_config() to return "
+            f"them, e.g. {{{', '.join(f'{a!r}: self.{a}' for a in arguments)}}}"
+        )
+    try:
+        signature.bind(**config)
     except TypeError as exc:
         raise TypeError(
             f"cannot save {cls.__name__}: {cls.__name__}.get_config() returns {config!r}, which does not "
             f"rebuild it ({exc}); define get_config() to return the constructor's arguments, e.g. "
             f"{{'features': self.features}}"
         ) from None
-    except ValueError:
-        return  # no signature to check (a C-implemented __init__)
 
 
 def layer_class(name: str) -> type[Module]:
