@@ -218,5 +218,6 @@ plt.show()
 
 # %% [markdown]
 # Two linear layers without a nonlinearity between them compose to one linear map, so
-# Linear-Linear-Sigmoid can do no more than Linear-Sigmoid: the ReLU is what lets the first network
-# bend its decision boundary.
+# Linear-Linear-Sigmoid can represent no more than Linear-Sigmoid (both draw a straight decision
+# boundary); a small difference between their numbers above comes from optimisation, not capacity.
+# The ReLU is what lets the first network bend its decision boundary.
