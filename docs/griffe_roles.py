@@ -97,7 +97,7 @@ def _fence_literal_blocks(lines: list[str]) -> list[str]:
         if head.strip():
             out.append(head.rstrip() if head.endswith(" ") else head + ":")
         pad = " " * indent
-        code = textwrap.dedent("\n".join(block)).split("\n")
+        code = textwrap.dedent("\n".join(block)).strip("\n").split("\n")
         language = "pycon" if code[0].lstrip().startswith(">>>") else "python"
         out += ["", f"{pad}```{language}", *[(pad + c) if c.strip() else "" for c in code], f"{pad}```"]
         i += 1 + len(block)

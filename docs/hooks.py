@@ -85,14 +85,16 @@ RAW_REST = re.compile(r":(?:py:)?(?:class|func|meth|mod|attr|data|exc|obj|const|
 _PRE = re.compile(r"<pre[ >].*?</pre>", flags=re.S)
 
 
-def raw_rest(html: str) -> list[str]:
-    """The pieces of reST markup in rendered ``html`` that nothing converted (code blocks aside)."""
+def raw_rest(html: str) -> list[tuple[str, str]]:
+    """The pieces of reST markup in rendered ``html`` that nothing converted (code blocks aside),
+    each with some text around it."""
     text = _PRE.sub("", html)
-    return [text[max(0, m.start() - 40):m.end() + 40].replace("\n", " ") for m in RAW_REST.finditer(text)]
+    return [(m.group(), text[max(0, m.start() - 40):m.end() + 40].replace("\n", " ")) for m in RAW_REST.finditer(text)]
 
 
 def on_page_content(html: str, page: Any, **kwargs: Any) -> str:
     """Warn once per piece of raw reST markup on a page."""
-    for snippet in raw_rest(html):
-        log.warning(f"{page.file.src_uri}: raw reST markup (see docs/griffe_roles.py): ...{snippet}...")
+    for markup, context in raw_rest(html):
+        log.warning(f"{page.file.src_uri}: raw reST markup {markup!r} (docs/griffe_roles.py converts the known "
+                    f"roles; use Markdown in docs pages) in: ...{context}...")
     return html
