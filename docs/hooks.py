@@ -1,10 +1,14 @@
-"""MkDocs hook: a public object without a docstring is a warning, so ``--strict`` fails.
+"""MkDocs hooks that turn silent gaps of the API reference into warnings, so ``--strict`` fails.
 
-mkdocstrings silently leaves undocumented objects out of the API reference; this hook
-makes the omission visible. Public means: listed in a module's ``__all__`` (or the
+A public object without a docstring: mkdocstrings silently leaves it out of the API
+reference; this hook makes the omission visible. Public means: listed in a module's ``__all__`` (or the
 modules the API reference documents), and, for classes, every method and property
 whose name does not start with ``_``. Inherited docstrings count (an override of a
 documented method needs none of its own).
+
+reST markup that reached a page raw: the docstrings use Sphinx roles and literal blocks,
+which docs/griffe_roles.py rewrites as Markdown; a role it does not know (or a page that
+bypasses it) would otherwise print as ``:func:<code>fit</code>`` without any warning.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,3 +76,25 @@ def on_pre_build(config: Any) -> None:
     for module_name in MODULES:
         for name in undocumented(module_name):
             log.warning(f"{name} has no docstring; the API reference would leave it out")
+
+
+# Outside code blocks: a Sphinx role (``:func:`fit``` renders as ``:func:<code>fit</code>``),
+# a literal-block marker left at the end of a paragraph, the rule of a reST table.
+RAW_REST = re.compile(r":(?:py:)?(?:class|func|meth|mod|attr|data|exc|obj|const|any|ref|doc):(?:<code>|`)"
+                      r"|::</p>|<p>={4,} ")
+_PRE = re.compile(r"<pre[ >].*?</pre>", flags=re.S)
+
+
+def raw_rest(html: str) -> list[tuple[str, str]]:
+    """The pieces of reST markup in rendered ``html`` that nothing converted (code blocks aside),
+    each with some text around it."""
+    text = _PRE.sub("", html)
+    return [(m.group(), text[max(0, m.start() - 40):m.end() + 40].replace("\n", " ")) for m in RAW_REST.finditer(text)]
+
+
+def on_page_content(html: str, page: Any, **kwargs: Any) -> str:
+    """Warn once per piece of raw reST markup on a page."""
+    for markup, context in raw_rest(html):
+        log.warning(f"{page.file.src_uri}: raw reST markup {markup!r} (docs/griffe_roles.py converts the known "
+                    f"roles; use Markdown in docs pages) in: ...{context}...")
+    return html

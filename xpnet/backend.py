@@ -8,15 +8,15 @@ Everything else in xpnet gets its array namespace from its inputs
 
 Device strings accepted by :func:`use`:
 
-==================  ==========================================================
-``"cpu"``           NumPy (also ``"numpy"``)
-``"cuda"``          CuPy on GPU 0 (also ``"gpu"``, ``"cupy"``)
-``"cuda:N"``        CuPy on GPU N (also ``"gpu:N"``, ``"cupy:N"``)
-``"auto"``          ``"cuda"`` if a GPU answers an allocation, else ``"cpu"``
-``"jax"``           JAX on its default device; ``"jax:cpu"``, ``"jax:gpu[:N]"``
-``"torch"``         PyTorch on the CPU; ``"torch:cpu"``, ``"torch:cuda[:N]"``
-``"strict"``        array-api-strict; ``"strict:device1"`` is its second device
-==================  ==========================================================
+| device string | backend |
+| --- | --- |
+| ``"cpu"`` | NumPy (also ``"numpy"``) |
+| ``"cuda"`` | CuPy on GPU 0 (also ``"gpu"``, ``"cupy"``) |
+| ``"cuda:N"`` | CuPy on GPU N (also ``"gpu:N"``, ``"cupy:N"``) |
+| ``"auto"`` | ``"cuda"`` if a GPU answers an allocation, else ``"cpu"`` |
+| ``"jax"`` | JAX on its default device; ``"jax:cpu"``, ``"jax:gpu[:N]"`` |
+| ``"torch"`` | PyTorch on the CPU; ``"torch:cpu"``, ``"torch:cuda[:N]"`` |
+| ``"strict"`` | array-api-strict; ``"strict:device1"`` is its second device |
 
 The selected device and default dtype are plain module-level settings, so a
 choice made in one notebook cell holds in the next.
