@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.axes  # noqa: E402
 import matplotlib.colors  # noqa: E402
 import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
@@ -306,6 +307,113 @@ def test_plot_images_bad_input():
         plot.plot_images(np.zeros((1000, 64)))
 
 
+# ------------------------------------------------------------------ failed calls
+def _bad_calls():
+    """Mistakes a student makes, each with the error and the words that show the fix."""
+    history = make_history()
+    model = xpnet.nn.Sequential(xpnet.nn.Linear(64, 10, rng=0))
+    images = np.random.default_rng(3).random((16, 8, 8))
+    return {
+        "history metrics=[]": (lambda: plot.plot_history(history, metrics=[]), ValueError,
+                               r"at least one metric, got \[\].*metrics='loss'.*\['loss', 'accuracy', 'lr'\]"),
+        "history of a float": (lambda: plot.plot_history({"loss": 1.5}), TypeError,
+                               r"history\['loss'\] must be a list with one number per epoch, got float 1.5"),
+        "history of a string": (lambda: plot.plot_history({"loss": "0.5"}), TypeError, r"got str '0.5'"),
+        "weights image_shape=64": (lambda: plot.plot_weights(model, image_shape=64), ValueError,
+                                   r"shape of one input image.*got int 64.*image_shape=\(8, 8\)"),
+        "weights 4 channels": (lambda: plot.plot_weights(np.zeros((256, 2)), image_shape=(4, 8, 8)), ValueError,
+                               r"image_shape=\(4, 8, 8\) has no colour axis"),
+        "weights ncols=2.5": (lambda: plot.plot_weights(model, image_shape=(8, 8), ncols=2.5), ValueError,
+                              r"ncols must be a whole number >= 1, got 2.5"),
+        "weights ncols=0": (lambda: plot.plot_weights(model, image_shape=(8, 8), ncols=0), ValueError,
+                            r"ncols must be a whole number >= 1, got 0"),
+        "images names as labels": (lambda: plot.plot_images(images, ["cat"] * 16), ValueError,
+                                   r"labels must be integer class indices.*\['cat', 'cat', 'cat'\].*class_names"),
+        "images fractional predictions": (lambda: plot.plot_images(images, predictions=np.full(16, 0.5)),
+                                          ValueError, r"predictions must be integer class indices"),
+        "images one unbatched image": (lambda: plot.plot_images(np.zeros((28, 28))), ValueError,
+                                       r"one 28x28 image, add the batch axis: images\[None\]"),
+        "images label without a name": (lambda: plot.plot_images(np.zeros((4, 8, 8), np.uint8), [0, 1, 2, 3],
+                                                                 class_names=["a", "b"]),
+                                         ValueError, r"label 2 has no class name.*labels 0 to 1"),
+        "images ncols=2.5": (lambda: plot.plot_images(images, ncols=2.5), ValueError, r"ncols must be a whole"),
+        "contour (5, 3) path": (lambda: plot.plot_contour_path(quadratic, np.ones((5, 3))), ValueError,
+                                r"\(n, 2\).*\(5, 3\)"),
+        "contour scalar f": (lambda: plot.plot_contour_path(lambda x, y: 1.0), ValueError, "returned shape"),
+        "contour log of negative f": (lambda: plot.plot_contour_path(lambda x, y: -(x**2) - 1, log_scale=True),
+                                      ValueError, "log_scale"),
+        "contour path of words": (lambda: plot.plot_contour_path(quadratic, ["a", "b"]), TypeError,
+                                  r"path point must be numbers \(x, y\).*got str 'a'"),
+    }
+
+
+@pytest.mark.parametrize("name", list(_bad_calls()))
+def test_a_mistake_says_how_to_fix_it_and_leaves_no_figure(name):
+    call, error, message = _bad_calls()[name]
+    before = plt.get_fignums()
+    with pytest.raises(error, match=message):
+        call()
+    assert plt.get_fignums() == before
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: plot.plot_history(make_history()),
+        lambda: plot.plot_weights(np.ones((64, 3)), image_shape=(8, 8)),
+        lambda: plot.plot_contour_path(quadratic, [(1.0, 1.0), (0.0, 0.0)]),
+        lambda: plot.plot_images(np.zeros((3, 8, 8)), labels=[0, 1, 2]),
+    ],
+    ids=["history", "weights", "contour", "images"],
+)
+def test_a_figure_that_fails_while_drawing_is_closed(call, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("drawing failed")
+
+    # Every function draws through these; an error here stands for one matplotlib raises while drawing.
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_xlabel", broken)
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_axis_off", broken)
+    before = plt.get_fignums()
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        call()
+    assert plt.get_fignums() == before
+
+
+def test_a_mistake_with_ax_leaves_the_callers_axes_untouched():
+    fig, axes = plt.subplots(1, 2)
+    with pytest.raises(ValueError, match="returned shape"):
+        plot.plot_contour_path(lambda x, y: 1.0, [(1.0, 1.0)], ax=axes[0])
+    assert not axes[0].collections and not axes[0].get_lines()
+    assert plt.get_fignums() == [fig.number]  # the caller's figure stays theirs to close
+
+
+def test_plot_contour_path_accepts_a_path_of_variables():
+    steps = [xpnet.Variable([1.0, 2.0], dtype="float64"), xpnet.Variable([0.5, 1.0], dtype="float64")]
+    fig = plot.plot_contour_path(quadratic, steps)
+    xs, ys = fig.axes[0].get_lines()[0].get_data()
+    np.testing.assert_allclose(xs, [1.0, 0.5])
+    np.testing.assert_allclose(ys, [2.0, 1.0])
+    whole = xpnet.Variable(np.array([[1.0, 2.0], [0.5, 1.0]]), dtype="float64")
+    np.testing.assert_allclose(plot.plot_contour_path(quadratic, whole).axes[0].get_lines()[0].get_data()[1],
+                               [2.0, 1.0])
+
+
+def test_plot_contour_path_catches_a_path_that_repeats_one_variable():
+    point = xpnet.Variable([1.0, 2.0], dtype="float64")
+    before = plt.get_fignums()
+    with pytest.raises(ValueError, match=r"same xpnet.Variable more than once.*point.numpy\(\)"):
+        plot.plot_contour_path(quadratic, [point, point, point])
+    assert plt.get_fignums() == before
+
+
+def test_figures_pickle_like_any_matplotlib_figure():
+    import pickle
+
+    fig = plot.plot_images(np.zeros((2, 8, 8)), labels=[0, 1])
+    copy = pickle.loads(pickle.dumps(fig))
+    assert [ax.get_title() for ax in copy.axes] == ["0", "1"]
+
+
 def test_missing_matplotlib_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     for call in (
@@ -364,6 +472,9 @@ NOTEBOOK_CELLS = [
     "fig = plot.plot_images(np.zeros((2, 4)))\nimport matplotlib.pyplot as plt\nplt.show()",
     "fig = plot.plot_contour_path(lambda x, y: x**2 + y**2)\nprint('not the last value')",
     "print('no figure here')",
+    # Drawing on your own axes: the returned figure is yours, still shown once as the last value.
+    "fig, axes = plt.subplots(1, 2)\nplot.plot_contour_path(lambda x, y: x**2 + y**2, ax=axes[0])\n"
+    "plot.plot_contour_path(lambda x, y: x**2 + y**2, ax=axes[1])",
 ]
 
 
@@ -390,4 +501,4 @@ def test_figures_display_once_in_an_executed_notebook():
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     images = json.loads(done.stdout.strip().splitlines()[-1])
-    assert images == [0, 1, 1, 1, 1, 0]
+    assert images == [0, 1, 1, 1, 1, 0, 1]
