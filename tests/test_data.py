@@ -703,6 +703,9 @@ def test_one_hot_validates_num_classes():
     with pytest.raises(ValueError, match=r"num_classes=16777217 is more than .*GiB"):
         data.one_hot([0], num_classes=2**24 + 1)
     np.testing.assert_array_equal(data.one_hot([1], num_classes=np.int64(3)), [[0.0, 1.0, 0.0]])
+    np.testing.assert_array_equal(data.one_hot(np.array([True, False])), [[0.0, 1.0], [1.0, 0.0]])
+    with pytest.raises(LabelError, match=r"labels in \[0, 1\]; expected labels in \[0, 1\)"):
+        data.one_hot(np.array([True, False]), num_classes=1)
 
 
 def test_unhot_refuses_zero_columns():

@@ -435,7 +435,9 @@ def one_hot(labels: ArrayLike, num_classes: int | None = None, dtype: DTypeLike 
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise ShapeError(f"one_hot expects labels of shape (N,), got shape {labels.shape}")
-    if labels.dtype.kind not in "iubf":
+    if labels.dtype.kind == "b":
+        labels = labels.astype(np.int64)
+    if labels.dtype.kind not in "iuf":
         raise LabelError(f"one_hot expects integer class labels, got dtype {labels.dtype}; "
                          f"map other labels to indices with np.unique(labels, return_inverse=True)")
     if labels.dtype.kind == "f":
