@@ -164,3 +164,41 @@ def test_progress_bar_labels_the_running_epoch_and_ends_full_when_stopped_early(
     bar.step()
     bar.close(finished=True)  # stopped early: shown complete (a notebook bar closed short turns red)
     assert bar.bar.total == bar.bar.n == 5
+
+
+@pytest.mark.parametrize(("path", "message"), [
+    ("ck{epoch:s}.npz", r"cannot be filled in: ValueError: Unknown format code 's' for object of type 'int'"),
+    ("ck{epoch[0]}.npz", r"cannot be filled in: TypeError: 'int' object is not subscriptable"),
+    ("ck{loss:d}.npz", r"cannot be filled in: ValueError: Unknown format code 'd' for object of type 'float'"),
+])
+def test_a_checkpoint_path_the_values_cannot_fill_fails_before_training(tmp_path, path, message):
+    model = _model()
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"ModelCheckpoint: path .* " + message + r".*epoch \(an int"):
+        xpnet.fit(model, "cross_entropy", X, Y, optimizer=opt, epochs=2, progress=False,
+                  callbacks=[callbacks.ModelCheckpoint(tmp_path / path)])
+    assert opt.t == 0 and os.listdir(tmp_path) == []
+
+
+def test_checkpoint_folders_named_by_fields_are_checked_before_training(tmp_path):
+    model = _model()
+    opt = optim.SGD(model.parameters(), lr=0.1)
+
+    def fit(path):
+        xpnet.fit(model, "cross_entropy", X, Y, optimizer=opt, epochs=2, progress=False,
+                  callbacks=[callbacks.ModelCheckpoint(path)])
+
+    with pytest.raises(FileNotFoundError, match=r"folder '.*no_such_dir' does not exist\. ModelCheckpoint creates "
+                                                 r"no folders"):
+        fit(tmp_path / "no_such_dir" / "{epoch}" / "m.npz")
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"cannot save epoch 1 to '.*runs/1/m\.npz': folder '.*runs/1' does "
+                                                 r"not exist\. ModelCheckpoint creates no folders"):
+        fit(tmp_path / "runs" / "{epoch}" / "m.npz")
+    with pytest.raises(ValueError, match=r"names folders after loss, whose values are not known before training"):
+        fit(tmp_path / "runs" / "{loss:.2f}" / "m.npz")
+    assert opt.t == 0 and os.listdir(tmp_path / "runs") == []
+    (tmp_path / "runs" / "1").mkdir()
+    (tmp_path / "runs" / "2").mkdir()
+    fit(tmp_path / "runs" / "{epoch}" / "m.npz")
+    assert sorted(os.listdir(tmp_path / "runs" / "2")) == ["m.npz"]

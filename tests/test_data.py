@@ -8,6 +8,7 @@ import io
 import os
 import pickle
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -616,3 +617,108 @@ def test_minibatches_validates_at_the_call():
         data.minibatches(10, 0)
     with pytest.raises(ValueError, match="n"):
         data.minibatches(-1, 2)
+
+
+def test_standardize_accepts_a_target_of_shape_n():
+    y_train, y_test = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.5, 6.0])
+
+    z_train, z_test, (mean, std) = data.standardize(y_train, y_test)
+
+    assert mean.shape == std.shape == ()
+    np.testing.assert_allclose(z_train, (y_train - 2.5) / np.sqrt(1.25))
+    np.testing.assert_allclose(z_test, (y_test - 2.5) / np.sqrt(1.25))
+    z_const, (_, std_const) = data.standardize(np.full(3, 7.0))
+    assert std_const == 1.0 and np.array_equal(z_const, np.zeros(3))
+
+
+def test_standardize_refuses_complex_input():
+    with pytest.raises(TypeError, match=r"argument 0 has dtype complex128.*X\.real, X\.imag"):
+        data.standardize(np.arange(4.0) + 1j)
+    with pytest.raises(TypeError, match="argument 1 has dtype complex"):
+        data.standardize(np.ones((3, 2)), np.ones((2, 2)) * 1j)
+
+
+@pytest.mark.parametrize(("counts", "test_size"), [([25, 25, 25, 25], 0.1), ([40, 20, 8], 0.25), ([7, 5, 3, 2], 0.3),
+                                                   ([1, 1, 1, 1, 10], 0.5), ([50, 1, 3], 0.33)])
+def test_stratified_split_has_the_documented_test_size(counts, test_size):
+    y = np.repeat(np.arange(len(counts)), counts)
+    n = len(y)
+
+    X_train, X_test, y_train, y_test = data.train_test_split(np.arange(n), y, test_size=test_size, seed=1,
+                                                             stratify=True)
+
+    assert len(X_test) == len(y_test) == int(np.ceil(test_size * n))
+    assert len(X_train) == n - len(X_test)
+    np.testing.assert_array_equal(y[X_test], y_test)
+    taken = np.bincount(y_test, minlength=len(counts))
+    # each class gives its share rounded down or up, and keeps at least one training row
+    share = test_size * np.array(counts)
+    assert np.all(taken <= np.array(counts) - 1)
+    assert np.all((taken >= np.floor(share)) | (np.array(counts) == 1))
+
+
+def test_stratified_split_matches_scikit_learn_sizes():
+    sklearn_split = pytest.importorskip("sklearn.model_selection").train_test_split
+    rng = np.random.default_rng(0)
+    for n, test_size in ((100, 0.1), (97, 0.2), (61, 0.37)):
+        y = rng.integers(0, 5, n)
+        y[:10] = np.arange(10) % 5  # every class at least twice
+        ours = data.train_test_split(np.arange(n), y, test_size=test_size, seed=0, stratify=True)
+        theirs = sklearn_split(np.arange(n), y, test_size=test_size, random_state=0, stratify=y)
+        assert [len(a) for a in ours] == [len(a) for a in theirs]
+        assert np.all(np.abs(np.bincount(ours[3], minlength=5) - np.bincount(theirs[3], minlength=5)) <= 1)
+
+
+def test_stratify_needs_class_labels():
+    with pytest.raises(LabelError, match="stratify needs class labels.*stratify=False"):
+        data.train_test_split(np.zeros((50, 2)), np.linspace(0.0, 1.0, 50), stratify=True)
+    with pytest.raises(ValueError, match="every label is different"):
+        data.train_test_split(np.zeros((50, 2)), np.arange(50), stratify=True)
+    # whole-number floats are labels
+    parts = data.train_test_split(np.zeros((20, 2)), np.repeat([0.0, 1.0], 10), stratify=True, test_size=0.2)
+    assert np.bincount(parts[3].astype(int)).tolist() == [2, 2]
+
+
+def test_one_hot_refuses_non_finite_and_overflowing_labels():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning from a cast before the check
+        with pytest.raises(LabelError, match="finite whole numbers, got inf at index 1"):
+            data.one_hot(np.array([0.0, np.inf]))
+    with pytest.raises(LabelError, match="finite whole numbers, got nan"):
+        data.one_hot(np.array([np.nan]))
+    with pytest.raises(LabelError, match=r"whole numbers\), got 0\.5 at index 0"):
+        data.one_hot(np.array([0.5, 1.0]))
+    for huge in (np.array([1e20]), np.array([2**63 + 5], dtype=np.uint64), np.array([10**10])):
+        with pytest.raises(LabelError, match=r"at most 16777216 \(2\*\*24\).*GiB.*np\.unique"):
+            data.one_hot(huge)
+    with pytest.raises(LabelError, match=r"labels in \[0, 18446744073709551615\]; expected labels in \[0, 3\)"):
+        data.one_hot(np.array([0, 2**64 - 1], dtype=np.uint64), num_classes=3)
+
+
+def test_one_hot_validates_num_classes():
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 1 or None, got -1"):
+        data.one_hot([0], num_classes=-1)
+    with pytest.raises(TypeError, match="num_classes must be an integer >= 1 or None, got float 3.0"):
+        data.one_hot([0], num_classes=3.0)
+    with pytest.raises(ValueError, match=r"num_classes=16777217 is more than .*GiB"):
+        data.one_hot([0], num_classes=2**24 + 1)
+    np.testing.assert_array_equal(data.one_hot([1], num_classes=np.int64(3)), [[0.0, 1.0, 0.0]])
+    np.testing.assert_array_equal(data.one_hot(np.array([True, False])), [[0.0, 1.0], [1.0, 0.0]])
+    with pytest.raises(LabelError, match=r"labels in \[0, 1\]; expected labels in \[0, 1\)"):
+        data.one_hot(np.array([True, False]), num_classes=1)
+
+
+def test_unhot_refuses_zero_columns():
+    with pytest.raises(ShapeError, match=r"K >= 1 classes, got shape \(3, 0\)"):
+        data.unhot(np.zeros((3, 0)))
+
+
+def test_train_test_split_argument_messages():
+    with pytest.raises(TypeError, match="test_size must be a fraction strictly between 0 and 1.*got str '0.2'"):
+        data.train_test_split(np.ones(10), np.ones(10), test_size="0.2")
+    with pytest.raises(ValueError, match=r"seed must be an int >= 0, a numpy\.random\.Generator or None; got -1"):
+        data.train_test_split(np.ones(10), np.ones(10), seed=-1)
+    with pytest.raises(TypeError, match="seed must be .*got float 1.5"):
+        data.train_test_split(np.ones(10), np.ones(10), seed=1.5)
+    parts = data.train_test_split(np.arange(10), np.ones(10), seed=np.random.default_rng(0))
+    assert [len(p) for p in parts] == [7, 3, 7, 3]

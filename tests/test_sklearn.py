@@ -114,6 +114,68 @@ def test_early_stopping_with_weights_follows_scikit_learn():
 
 # ------------------------------------------------------------------------ semantics
 @no_convergence_warning
+@pytest.mark.parametrize("improves", [False, True], ids=["second-fit-never-improves", "second-fit-improves"])
+def test_warm_start_with_early_stopping_keeps_scikit_learns_weights(improves):
+    """scikit-learn "restores" the best weights by aliasing them (coefs_ = _best_coefs), so a warm-started
+    fit that never beats the first fit's best validation score keeps its last epoch's weights, and one that
+    does returns its best epoch's. xpnet reproduces both, and across a pickle."""
+    params = dict(hidden_layer_sizes=(8,), random_state=0, warm_start=True, early_stopping=True, n_iter_no_change=3)
+    theirs, ours, y = _pair("multiclass", **params)
+    # A short, slow first fit leaves room to improve; a fast second one after a good first one gets worse.
+    first_fit, second_fit = ((dict(max_iter=2, learning_rate_init=1e-4), dict(max_iter=8, learning_rate_init=1e-2))
+                             if improves else
+                             (dict(max_iter=20, learning_rate_init=1e-2), dict(max_iter=4, learning_rate_init=1.0)))
+    theirs.set_params(**first_fit).fit(X_DIGITS, y)
+    ours = pickle.loads(pickle.dumps(ours.set_params(**first_fit).fit(X_DIGITS, y)))
+    first, first_best = ours.coefs_, ours.best_validation_score_
+    for est in (theirs, ours):
+        est.set_params(**second_fit).fit(X_DIGITS, y)
+    assert ours.validation_scores_ == theirs.validation_scores_
+    assert (ours.best_validation_score_ > first_best) == improves  # the scenario this case is about
+    assert not all(np.array_equal(a, b) for a, b in zip(first, ours.coefs_, strict=True))
+    for mine, reference in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, strict=True):
+        assert_allclose(mine, reference, rtol=1e-9, atol=1e-11)
+    assert_allclose(ours.predict_proba(X_DIGITS), theirs.predict_proba(X_DIGITS), rtol=1e-9)
+
+
+@pytest.mark.parametrize("estimator", [MLPClassifier, MLPRegressor])
+def test_negative_sample_weights_are_refused(estimator):
+    y = Y_DIGITS if estimator is MLPClassifier else X_DIGITS[:, 20]
+    weights = WEIGHTS.copy()
+    weights[[3, 7]] = [-1.0, -0.5]
+    est = estimator(hidden_layer_sizes=(4,), max_iter=2, random_state=0)
+    message = rf"{estimator.__name__}: sample_weight must be >= 0, got 2 negative weight\(s\), the smallest -1\. " \
+              r"Drop those samples or clip the weights"
+    with pytest.raises(ValueError, match=message):
+        est.fit(X_DIGITS, y, sample_weight=weights)
+    with pytest.raises(ValueError, match=message):
+        est.partial_fit(X_DIGITS, y, sample_weight=weights, **({"classes": np.unique(y)} if y is Y_DIGITS else {}))
+    weights[[3, 7]] = 0.0  # zero weights remain allowed
+    with pytest.warns(ConvergenceWarning):
+        est.fit(X_DIGITS, y, sample_weight=weights)
+
+
+@no_convergence_warning
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "regression"])
+@pytest.mark.parametrize(("fit_dtype", "predict_dtype"), [(np.float32, np.float64), (np.float64, np.float32),
+                                                          (np.float32, np.float32), (np.float32, np.int64)])
+def test_prediction_dtype_follows_scikit_learn(kind, fit_dtype, predict_dtype):
+    """scikit-learn multiplies X by the weights, so the output has X's dtype promoted with theirs."""
+    theirs, ours, y = _pair(kind, hidden_layer_sizes=(5,), max_iter=3, random_state=0)
+    X_predict = (X_DIGITS * 16).astype(predict_dtype)
+    for est in (theirs, ours):
+        est.fit(X_DIGITS.astype(fit_dtype), y)
+    methods = ["predict_proba", "predict_log_proba"] if kind != "regression" else ["predict"]
+    for method in methods:
+        mine, reference = getattr(ours, method)(X_predict), getattr(theirs, method)(X_predict)
+        assert mine.dtype == reference.dtype
+        if np.float32 in (fit_dtype, predict_dtype):
+            assert_allclose(mine, reference, rtol=1e-4, atol=1e-5)
+        else:
+            assert_allclose(mine, reference, rtol=1e-9)
+
+
+@no_convergence_warning
 def test_iteration_counts_and_t():
     clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, warm_start=True, random_state=0)
     clf.fit(X_DIGITS, Y_DIGITS)
@@ -151,7 +213,8 @@ def test_dtype_follows_x_unless_given(estimator):
     est = estimator(hidden_layer_sizes=(5,), max_iter=3, random_state=0)
     est.fit(X_DIGITS.astype(np.float32), y)
     assert est.model_.dtype == "float32" and all(c.dtype == np.float32 for c in est.coefs_ + est.intercepts_)
-    out = est.predict_proba(X_DIGITS.astype(np.float32)) if estimator is MLPClassifier else est.predict(X_DIGITS)
+    X32 = X_DIGITS.astype(np.float32)
+    out = est.predict_proba(X32) if estimator is MLPClassifier else est.predict(X32)
     assert out.dtype == np.float32
     forced = estimator(hidden_layer_sizes=(5,), max_iter=3, random_state=0, dtype="float64")
     assert forced.fit(X_DIGITS.astype(np.float32), y).coefs_[0].dtype == np.float64

@@ -172,7 +172,12 @@ class ModelCheckpoint(Callback):
             :class:`LearningRateScheduler` (the checkpoint's ``schedule_state``), to
             resume training.
 
-    The folder of ``path`` must exist: ``fit`` checks it before training. Each file
+    The folder of ``path`` must exist: ``fit`` checks it before training, and fills
+    the path in once with sample values (epoch 1, every logged value 0.0) so that a
+    format spec the values do not take (``{epoch:s}``) fails before training too.
+    ModelCheckpoint creates no folders: a folder named by ``{epoch}``
+    (``"runs/{epoch}/model.npz"``) must exist for each file saved into it, and a
+    folder named by a logged value is refused (keep those in the file name). Each file
     holds the learning rate of the next epoch, whatever the order of the callbacks.
     Under ``fit(distributed=True)`` only rank 0 writes (the ranks' models are identical).
     """
@@ -200,10 +205,41 @@ class ModelCheckpoint(Callback):
                              f"or validation_split)")
         if self.save_best_only:
             _Monitor(self.monitor_name, self.mode, 0.0, has_validation).check("ModelCheckpoint", names)
+        # Formatted once with values of the kinds each epoch brings (epoch an int, the logs floats), so that a
+        # format spec the values do not take fails here rather than after the first epoch.
+        try:
+            first = self.path.format(**dict.fromkeys(names, 0.0), epoch=1)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            raise ValueError(f"ModelCheckpoint: path {self.path!r} cannot be filled in: {type(exc).__name__}: "
+                             f"{exc}. Each epoch formats it with epoch (an int counted from 1) and the logged "
+                             f"values (floats), e.g. 'ckpt-{{epoch:03d}}-{{val_loss:.3f}}.npz'") from None
         folder = os.path.dirname(self.path)
-        if folder and "{" not in folder and not os.path.isdir(folder):
-            raise FileNotFoundError(f"ModelCheckpoint: cannot save to {self.path!r}: folder {folder!r} does not "
-                                    f"exist; create it first, e.g. os.makedirs({folder!r}, exist_ok=True)")
+        if not folder:
+            return
+        if "{" not in folder:
+            if not os.path.isdir(folder):
+                raise FileNotFoundError(f"ModelCheckpoint: cannot save to {self.path!r}: folder {folder!r} does "
+                                        f"not exist; create it first, e.g. os.makedirs({folder!r}, exist_ok=True)")
+            return
+        # A folder named by a field changes from file to file, and ModelCheckpoint creates no folders (as
+        # for a plain one): each must exist when its file is saved.
+        fixed = folder[: folder.index("{")]
+        fixed = fixed.rstrip("/" + os.sep) if fixed.endswith(("/", os.sep)) else os.path.dirname(fixed)
+        needs = (f"ModelCheckpoint creates no folders, so every folder the fields of {self.path!r} name must "
+                 f"exist before a file is saved into it; or keep the fields in the file name, e.g. "
+                 f"'ckpt-{{epoch}}.npz'")
+        if fixed and not os.path.isdir(fixed):
+            raise FileNotFoundError(f"ModelCheckpoint: cannot save to {self.path!r}: folder {fixed!r} does not "
+                                    f"exist. {needs}")
+        logged = sorted(_validate.format_fields("ModelCheckpoint", "path", folder) - {"epoch"})
+        if logged:
+            raise ValueError(f"ModelCheckpoint: path {self.path!r} names folders after {', '.join(logged)}, "
+                             f"whose values are not known before training, so those folders cannot exist yet. "
+                             f"{needs}")
+        first_folder = os.path.dirname(first)
+        if not os.path.isdir(first_folder):
+            raise FileNotFoundError(f"ModelCheckpoint: cannot save epoch 1 to {first!r}: folder {first_folder!r} "
+                                    f"does not exist. {needs}")
 
     def on_train_begin(self) -> None:
         self._tracker = _Monitor(self.monitor_name, self.mode, 0.0, self.run.has_validation)

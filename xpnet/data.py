@@ -25,11 +25,13 @@ import urllib.error
 import urllib.request
 import zlib
 from collections.abc import Iterator, Sequence
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from . import _validate
 from .errors import CorruptFileError, LabelError, ShapeError
 from .random import generator
 
@@ -409,39 +411,72 @@ def load_cifar10(
 # ---------------------------------------------------------------------------
 
 
+# A one-hot row per label costs num_classes floats: beyond this many classes a label is
+# almost surely an id or a value, not a class index, and the array would fill the memory.
+_MAX_CLASSES = 1 << 24
+
+
+def _first(values: np.ndarray, bad: np.ndarray) -> str:
+    """``"inf at index 3"``: the first offending value and where it is, for a message."""
+    i = int(np.flatnonzero(bad)[0])
+    return f"{values[i].item()!r} at index {i}"
+
+
 def one_hot(labels: ArrayLike, num_classes: int | None = None, dtype: DTypeLike = "float64") -> np.ndarray:
     """Class labels of shape (N,) -> one-hot rows of shape (N, num_classes).
 
-    ``num_classes`` defaults to ``max(labels) + 1``. Labels must be whole numbers in
-    ``[0, num_classes)``; the result has dtype ``dtype`` (float64 by default).
+    ``num_classes`` (a positive int) defaults to ``max(labels) + 1``. Labels must be
+    whole numbers (ints, bools, or floats such as 3.0) in ``[0, num_classes)``; the
+    result has dtype ``dtype`` (float64 by default). At most 2**24 (16,777,216)
+    classes: a larger label is an id rather than a class index; map ids to indices
+    first with ``np.unique(ids, return_inverse=True)``.
     """
+    num_classes = _validate.integer("one_hot", "num_classes", num_classes, minimum=1, allow_none=True)
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise ShapeError(f"one_hot expects labels of shape (N,), got shape {labels.shape}")
-    if labels.dtype.kind not in "iub":
-        if labels.dtype.kind != "f" or not np.all(labels == np.round(labels)):
-            raise LabelError(
-                f"one_hot expects integer class labels, got dtype {labels.dtype}; "
-                f"for one-hot or probability rows use unhot() first"
-            )
-    labels = labels.astype(np.int64)
+    if labels.dtype.kind == "b":
+        labels = labels.astype(np.int64)
+    if labels.dtype.kind not in "iuf":
+        raise LabelError(f"one_hot expects integer class labels, got dtype {labels.dtype}; "
+                         f"map other labels to indices with np.unique(labels, return_inverse=True)")
+    if labels.dtype.kind == "f":
+        if not np.all(np.isfinite(labels)):
+            raise LabelError(f"one_hot expects labels that are finite whole numbers, got "
+                             f"{_first(labels, ~np.isfinite(labels))}")
+        if not np.all(labels == np.round(labels)):
+            raise LabelError(f"one_hot expects integer class labels (whole numbers), got "
+                             f"{_first(labels, labels != np.round(labels))} in an array of dtype {labels.dtype}; "
+                             f"for one-hot or probability rows use unhot() first")
+    # Compared in the labels' own dtype: a cast to int64 first would wrap 1e20 or a large uint64 around.
+    low, high = (labels.min().item(), labels.max().item()) if labels.size else (0, -1)
     if num_classes is None:
-        num_classes = int(labels.max()) + 1 if labels.size else 0
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        if high >= _MAX_CLASSES:
+            raise LabelError(f"one_hot got a label of {high:g}, which would make {high + 1:g} classes; at most "
+                             f"{_MAX_CLASSES} (2**24) are allowed (the array would take "
+                             f"{labels.size * (high + 1) * np.dtype(dtype).itemsize / 2**30:.3g} GiB). "
+                             f"Labels must be class indices 0..K-1: map ids to them with "
+                             f"np.unique(ids, return_inverse=True)")
+        num_classes = int(high) + 1
+    elif num_classes > _MAX_CLASSES:
+        raise ValueError(f"one_hot: num_classes={num_classes} is more than the {_MAX_CLASSES} (2**24) allowed (the "
+                         f"array would take {labels.size * num_classes * np.dtype(dtype).itemsize / 2**30:.3g} GiB)")
+    if labels.size and (low < 0 or high >= num_classes):
         raise LabelError(
-            f"one_hot got labels in [{labels.min()}, {labels.max()}]; expected labels in [0, {num_classes}) "
+            f"one_hot got labels in [{low}, {high}]; expected labels in [0, {num_classes}) "
             f"for num_classes={num_classes}"
         )
+    labels = labels.astype(np.int64)
     out = np.zeros((labels.size, num_classes), dtype=dtype)
     out[np.arange(labels.size), labels] = 1
     return out
 
 
 def unhot(onehot: ArrayLike) -> np.ndarray:
-    """One-hot rows (or scores, or probabilities) of shape (N, K) -> int64 class labels (N,) by argmax."""
+    """One-hot rows (or scores, or probabilities) of shape (N, K), K >= 1 -> int64 class labels (N,) by argmax."""
     onehot = np.asarray(onehot)
-    if onehot.ndim != 2:
-        raise ShapeError(f"unhot expects rows of shape (N, K), got shape {onehot.shape}")
+    if onehot.ndim != 2 or onehot.shape[1] == 0:
+        raise ShapeError(f"unhot expects rows of shape (N, K) with K >= 1 classes, got shape {onehot.shape}")
     return np.argmax(onehot, axis=1).astype(np.int64)
 
 
@@ -450,30 +485,58 @@ def standardize(X_train: ArrayLike, *others: ArrayLike) -> tuple:
 
     ``X_train`` has shape (N, ...) and each of ``others`` (M, ...) with the same
     trailing shape. Returns ``(X_train_std, *others_std, (mean, std))``, where
-    ``mean`` and ``std`` have shape ``X_train.shape[1:]``; a constant feature has
-    std 0, which is replaced by 1 so it becomes 0 instead of NaN. Floating inputs
-    keep their dtype, integer inputs (such as uint8 images) become float64.
+    ``mean`` and ``std`` are arrays of shape ``X_train.shape[1:]`` (0-d for a target
+    ``y`` of shape (N,)); a constant feature has std 0, which is replaced by 1 so it
+    becomes 0 instead of NaN. Floating inputs keep their dtype, integer and bool
+    inputs (such as uint8 images) become float64; complex inputs are refused.
 
     >>> X_train, X_test, (mean, std) = standardize(X_train, X_test)
     """
-    X_train = np.asarray(X_train)
+    arrays = [np.asarray(X) for X in (X_train, *others)]
+    for i, X in enumerate(arrays):
+        if X.dtype.kind not in "biuf":
+            raise TypeError(f"standardize: argument {i} has dtype {X.dtype}; expected real numbers (float, int, "
+                            f"uint or bool). For complex data standardize the real and imaginary parts "
+                            f"separately (X.real, X.imag)")
+    X_train = arrays[0]
     if X_train.ndim < 1 or len(X_train) == 0:
         raise ShapeError(f"standardize needs at least one training row, got shape {X_train.shape}")
     dtype = X_train.dtype if X_train.dtype.kind == "f" else np.dtype(np.float64)
-    mean = X_train.mean(axis=0, dtype=np.float64)
-    std = X_train.std(axis=0, dtype=np.float64)
-    std[std == 0] = 1.0
+    mean = np.asarray(X_train.mean(axis=0, dtype=np.float64))
+    std = np.asarray(X_train.std(axis=0, dtype=np.float64))
+    std = np.where(std == 0, 1.0, std)
     mean, std = mean.astype(dtype), std.astype(dtype)
     out = []
-    for i, X in enumerate((X_train, *others)):
-        X = np.asarray(X)
+    for i, X in enumerate(arrays):
         if X.shape[1:] != X_train.shape[1:]:
             raise ShapeError(
                 f"standardize: argument {i} has shape {X.shape}; expected (M, {', '.join(map(str, X_train.shape[1:]))})"
                 f" to match X_train of shape {X_train.shape}"
             )
-        out.append(((X - mean) / std).astype(dtype, copy=False))
+        out.append(np.asarray((X - mean) / std).astype(dtype, copy=False))
     return (*out, (mean, std))
+
+
+def _stratified_test_counts(counts: np.ndarray, n_test: int, rng: np.random.Generator) -> np.ndarray:
+    """How many of each class's rows go to the test set: ``n_test`` in all, each class
+    its share ``n_test * count / N`` rounded down, the rest one each to the classes with
+    the largest fractions left (ties broken at random), as scikit-learn's
+    ``_approximate_mode``; every class keeps at least one training row."""
+    share = counts * (n_test / counts.sum())
+    taken = np.floor(share).astype(np.int64)
+    room = counts - 1 - taken
+    left = n_test - int(taken.sum())
+    # Largest fraction first, random among equal fractions; classes without room come last.
+    order = np.lexsort((rng.random(len(counts)), -(share - taken), room <= 0))
+    order = order[room[order] > 0]
+    first = order[:left]
+    taken[first] += 1
+    left -= len(first)
+    if left:  # only when classes of one sample (or full ones) cannot take their share
+        room = counts - 1 - taken
+        before = np.cumsum(room[order]) - room[order]
+        taken[order] += np.clip(left - before, 0, room[order])
+    return taken
 
 
 def train_test_split(
@@ -485,12 +548,15 @@ def train_test_split(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Split ``X`` (N, ...) and ``y`` (N, ...) at random into ``X_train, X_test, y_train, y_test``.
 
-    ``test_size`` is the fraction of rows that go to the test set, strictly
-    between 0 and 1 (``ceil(test_size * N)`` rows, as scikit-learn). The split is a
-    permutation drawn from ``seed`` (an int gives the same split every time; None
-    draws from xpnet's global generator, see ``xpnet.seed``). With ``stratify``,
-    each class (``y`` of labels (N,), or one-hot rows (N, K)) is split on its own,
-    so both sets keep the class proportions; a class with one sample goes to train.
+    ``test_size`` is the fraction of rows that go to the test set, a number strictly
+    between 0 and 1: the test set has ``ceil(test_size * N)`` rows, as in
+    scikit-learn. The split is a permutation drawn from ``seed`` (an int >= 0 gives
+    the same split every time; None draws from xpnet's global generator, see
+    ``xpnet.seed``). With ``stratify``, ``y`` holds class labels (N,) or one-hot rows
+    (N, K) and each class gives the test set its share of those rows, rounded so the
+    total is still ``ceil(test_size * N)`` (scikit-learn's allocation), so both sets
+    keep the class proportions; every class keeps at least one training row, so a
+    class with one sample goes to train.
     """
     X, y = np.asarray(X), np.asarray(y)
     if X.ndim < 1 or y.ndim < 1 or len(X) != len(y):
@@ -498,33 +564,51 @@ def train_test_split(
             f"train_test_split got X of shape {X.shape} and y of shape {y.shape}; expected the same number "
             f"of rows (one label per sample)"
         )
+    expected = "a fraction strictly between 0 and 1, such as 0.25"
+    if isinstance(test_size, bool) or not isinstance(test_size, Real):
+        raise TypeError(f"test_size must be {expected}; got {type(test_size).__name__} {test_size!r}")
     if not 0 < test_size < 1:
-        raise ValueError(f"test_size must be a fraction strictly between 0 and 1, got {test_size}")
+        raise ValueError(f"test_size must be {expected}; got {test_size!r}")
+    if not isinstance(seed, np.random.Generator):
+        expected = "an int >= 0, a numpy.random.Generator or None"
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, Integral)):
+            raise TypeError(f"train_test_split: seed must be {expected}; got {type(seed).__name__} {seed!r}")
+        if seed is not None and seed < 0:
+            raise ValueError(f"train_test_split: seed must be {expected}; got {seed!r}")
     n = len(X)
+    n_test = math.ceil(test_size * n)
+    if n_test >= n:
+        raise ValueError(f"test_size={test_size} of {n} samples leaves an empty train set; "
+                         f"use a smaller test_size or more samples")
     rng = generator(seed)
     if stratify:
         classes = unhot(y) if y.ndim == 2 else y
         if classes.ndim != 1:
             raise ShapeError(f"stratify needs labels of shape (N,) or one-hot rows (N, K), got y of shape {y.shape}")
-        test_parts = []
-        for c in np.unique(classes):
-            members = rng.permutation(np.flatnonzero(classes == c))
-            n_test = min(max(round(test_size * len(members)), 1), len(members) - 1)
-            test_parts.append(members[:n_test])
-        test_idx = rng.permutation(np.concatenate(test_parts)) if test_parts else np.empty(0, dtype=np.int64)
+        if classes.dtype.kind in "fc" and not np.all(classes == np.round(classes)):
+            raise LabelError(f"stratify needs class labels, got y of dtype {classes.dtype} with values such as "
+                             f"{_first(classes, classes != np.round(classes))}, which look continuous; "
+                             f"pass stratify=False for a regression target")
+        values, inverse, counts = np.unique(classes, return_inverse=True, return_counts=True)
+        if n_test > n - len(values):
+            every = " (every label is different: is y a continuous target?)" if len(values) == n else ""
+            raise ValueError(
+                f"test_size={test_size} of {n} samples asks for {n_test} test rows, but with stratify=True each "
+                f"of the {len(values)} classes{every} keeps at least one training row, which leaves at most "
+                f"{n - len(values)}; use a smaller test_size, or stratify=False"
+            )
+        taken = _stratified_test_counts(counts, n_test, rng)
+        # Rows grouped by class, in random order within each class; the first `taken` of each group go to test.
+        by_class = rng.permutation(n)
+        by_class = by_class[np.argsort(inverse[by_class], kind="stable")]
+        rank = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+        test_idx = rng.permutation(by_class[rank < np.repeat(taken, counts)])
         is_test = np.zeros(n, dtype=bool)
         is_test[test_idx] = True
         train_idx = rng.permutation(np.flatnonzero(~is_test))
     else:
-        n_test = math.ceil(test_size * n)
-        if n_test >= n:
-            raise ValueError(
-                f"test_size={test_size} of {n} samples leaves no training samples; use a smaller test_size"
-            )
         perm = rng.permutation(n)
         test_idx, train_idx = perm[:n_test], perm[n_test:]
-    if len(train_idx) == 0 or len(test_idx) == 0:
-        raise ValueError(f"test_size={test_size} of {n} samples leaves an empty train or test set")
     return X[train_idx], X[test_idx], y[train_idx], y[test_idx]
 
 

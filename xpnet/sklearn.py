@@ -18,8 +18,10 @@ and warnings. With the same ``random_state`` on float64 data, an xpnet estimator
   parameter buffer to the device and one flat gradient buffer back per evaluation.
   Sparse ``X`` (CSR/CSC) is densified one minibatch at a time, on the device.
 - ``dtype``: ``None`` (default) follows ``X`` as scikit-learn does (float32 ``X``
-  gives float32 parameters and predictions); ``"float32"`` or ``"float64"`` forces
-  one (``"float32"`` is the usual choice on a GPU).
+  gives float32 parameters); ``"float32"`` or ``"float64"`` forces one (``"float32"``
+  is the usual choice on a GPU). Predictions come back in scikit-learn's dtype, the
+  predicted ``X``'s promoted with the parameters' (float32 parameters, float64 ``X``:
+  float64), cast on the host.
 
 With ``sklearn.set_config(array_api_dispatch=True)`` the estimators accept arrays of
 any Array API library (CuPy, PyTorch, JAX, array-api-strict) and return predictions
@@ -41,7 +43,8 @@ Losses are xpnet's, weighted by ``sample_weight`` (:mod:`xpnet.losses`): softmax
 cross-entropy, binary cross-entropy on logits, half the squared error summed over
 outputs, and :class:`xpnet.losses.PoissonLoss`. Like scikit-learn, the regressor
 reports the squared error's mean over outputs in ``loss_`` and ``loss_curve_`` (and
-hands that value to L-BFGS) while stepping on the gradient of the sum.
+hands that value to L-BFGS) while stepping on the gradient of the sum. Negative
+``sample_weight`` is refused (scikit-learn divides by ``sum(w)`` whatever its sign).
 """
 
 from __future__ import annotations
@@ -446,6 +449,13 @@ class _BaseMLP(BaseEstimator):
         n_samples, n_features = X.shape
         if sample_weight is not None:
             sample_weight = _check_sample_weight(_host_input(sample_weight)[0], X)
+            negative = sample_weight < 0
+            if negative.any():
+                # scikit-learn's MLP divides by sum(w) whatever its sign; xpnet's losses take a total
+                # <= 0 as 1, so a negative batch would step uphill. Refused, as newer estimators do.
+                raise ValueError(f"{type(self).__name__}: sample_weight must be >= 0, got {int(negative.sum())} "
+                                 f"negative weight(s), the smallest {sample_weight.min():g}. Drop those samples "
+                                 f"or clip the weights: np.clip(sample_weight, 0, None)")
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         self.n_outputs_ = y.shape[1]
@@ -594,8 +604,13 @@ class _BaseMLP(BaseEstimator):
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
         if early_stopping:
-            for p, best in zip(params, self._best_params, strict=True):
-                p.value = best
+            # scikit-learn restores by aliasing (coefs_ = _best_coefs), so the best weights then *are* the
+            # trained ones, and a warm-started fit that never beats best_validation_score_ keeps its last
+            # epoch's weights. None stands for that aliasing: the best weights are the current ones.
+            if self._best_params is not None:
+                for p, best in zip(params, self._best_params, strict=True):
+                    p.value = best
+            self._best_params = None
 
     def _update_no_improvement_count(self, early_stopping: bool, X_val: Any, y_val: Any, sample_weight: Any) -> None:
         if early_stopping:
@@ -629,6 +644,16 @@ class _BaseMLP(BaseEstimator):
         self.model_.clear_cache()  # do not keep (or pickle) the last batch
         out = outs[0] if len(outs) == 1 else device.xp.concat(outs, axis=0)
         return self._activate(out)
+
+    def _forward_host(self, X: Any, check_input: bool = True) -> np.ndarray:
+        """The activated outputs on the host, in the dtype scikit-learn's MLP gives:
+        X's promoted with the weights' (float32 weights and float64 X: float64)."""
+        if check_input:
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        out = _backend.to_numpy(self._forward_pass_fast(X, check_input=False))
+        if isinstance(X, _Rows):
+            return out
+        return out.astype(np.result_type(X.dtype, out.dtype), copy=False)
 
     def _score_with_function(self, X: Any, y: Any, sample_weight: Any, score_function: Any) -> float:
         y_pred = self._predict(X, check_input=False)
@@ -777,7 +802,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return _to_input_device(self._predict(X), where)
 
     def _predict(self, X: Any, check_input: bool = True) -> np.ndarray:
-        y_pred = _backend.to_numpy(self._forward_pass_fast(X, check_input=check_input))
+        y_pred = self._forward_host(X, check_input=check_input)
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
         return self._label_binarizer.inverse_transform(y_pred)
@@ -814,7 +839,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return _to_input_device(self._proba(X), where)
 
     def _proba(self, X: Any) -> np.ndarray:
-        y_pred = _backend.to_numpy(self._forward_pass_fast(X))
+        y_pred = self._forward_host(X)
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
         if y_pred.ndim == 1:
@@ -905,7 +930,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return _to_input_device(self._predict(X), where)
 
     def _predict(self, X: Any, check_input: bool = True) -> np.ndarray:
-        y_pred = _backend.to_numpy(self._forward_pass_fast(X, check_input=check_input))
+        y_pred = self._forward_host(X, check_input=check_input)
         if y_pred.shape[1] == 1:
             return y_pred.ravel()
         return y_pred
