@@ -166,6 +166,19 @@ def _copy(array: Any) -> Any:
     return device_of(array).asarray(to_numpy(array), dtype=array.dtype)
 
 
+def _argument_problems(module: Any, x_given: Any, x_host: np.ndarray, g_given: Any,
+                       g_host: np.ndarray) -> list[Any]:
+    """Rows for a forward or backward that wrote into its input or its grad_out."""
+    name = type(module).__name__
+    inner = " (or a layer in it)" if list(module.children()) else ""
+    return [
+        _in_place_check("x in place", "input", x_given, x_host, f"{name}.forward or .backward{inner}",
+                        "compute new arrays from x instead of writing into it"),
+        _in_place_check("g in place", "grad_out", g_given, g_host, f"{name}.backward{inner}",
+                        "write g = g * mask, not g *= mask (the caller still needs its gradient)"),
+    ]
+
+
 def _in_place_check(entry: str, what: str, given: Any, original: np.ndarray, culprit: str,
                     fix: str) -> TensorCheck | None:
     """A failed check named ``entry`` when ``given`` (``culprit``'s argument ``what``) no
@@ -280,13 +293,7 @@ def check_layer(layer: Any, x: Any, *, grad_out: Any = None, h: float = 1e-6, rt
     markers = _unset_gradients(net)
     g_given = _copy(g)  # a backward that scales g in place must not change the objective too
     dx = net.backward(g_given)
-    name, inner = type(layer).__name__, " (or a layer in it)" if layer.children() else ""
-    problems = [
-        _in_place_check("x in place", "input", x_given, x_host, f"{name}.forward or .backward{inner}",
-                        "compute new arrays from x instead of writing into it"),
-        _in_place_check("g in place", "grad_out", g_given, g_host, f"{name}.backward{inner}",
-                        "write g = g * mask, not g *= mask (the caller still needs its gradient)"),
-    ]
+    problems = _argument_problems(layer, x_given, x_host, g_given, g_host)
     return _report(_subject(layer), net, xd, dx, scalar, h, rtol, atol, markers, scale, problems)
 
 
@@ -370,12 +377,6 @@ def check_model(model: Any, loss: Any, x: Any, y: Any, *, h: float = 1e-6, rtol:
     # |L| plus the first-order effect of rounding each prediction: sum |pred * dL/dpred|
     scale = abs(value) + float(np.sum(np.abs(to_numpy(pred) * g_host)))
     dx = net.backward(g_given)
-    name, inner = type(model).__name__, " (or a layer in it)" if model.children() else ""
-    problems = [
-        _in_place_check("x in place", "input", x_given, x_host, f"{name}.forward or .backward{inner}",
-                        "compute new arrays from x instead of writing into it"),
-        _in_place_check("g in place", "grad_out", g_given, g_host, f"{name}.backward{inner}",
-                        "write g = g * mask, not g *= mask (the caller still needs its gradient)"),
-    ]
+    problems = _argument_problems(model, x_given, x_host, g_given, g_host)
     return _report(f"{_subject(model)} with {loss!r}", net, xd, dx, scalar, h, rtol, atol, markers, scale,
                    problems)
