@@ -234,18 +234,25 @@ class SoftmaxCrossEntropy(Loss):
         return -xp.sum(target * log_probs, axis=1)
 
 
+def _check_target_shape(name: str, pred_shape: tuple[int, ...], target_shape: tuple[int, ...],
+                        need: str = "they must match") -> None:
+    """Targets for elementwise losses have the predictions' shape, or (N,) for (N, 1)
+    predictions. Anything else is an error, never a silent (N, N) broadcast; fit
+    checks the whole set once, forward every batch."""
+    pred_shape, target_shape = tuple(pred_shape), tuple(target_shape)
+    if target_shape == pred_shape or (len(pred_shape) == 2 and pred_shape[1] == 1 and len(target_shape) == 1):
+        return
+    raise ShapeError(f"{name}: the model gives outputs of shape {pred_shape} but the targets have shape "
+                     f"{target_shape}; {need} (targets (N,) are accepted for outputs (N, 1))")
+
+
 def _same_shape_target(name: str, pred: Any, target: Any) -> Any:
-    """Targets for elementwise losses: same shape as pred; (N,) is accepted for (N, 1)
-    predictions. Anything else is an error, never a silent (N, N) broadcast."""
+    """The targets as an array of pred's shape and dtype (see :func:`_check_target_shape`)."""
+    _check_target_shape(name, pred.shape, target.shape)
     xp = array_namespace(target)
-    if tuple(target.shape) == tuple(pred.shape):
-        return xp.astype(target, pred.dtype)
-    if pred.ndim == 2 and pred.shape[1] == 1 and target.ndim == 1:
-        return xp.astype(xp.reshape(target, (-1, 1)), pred.dtype)
-    raise ShapeError(
-        f"{name} got predictions of shape {tuple(pred.shape)} and targets of shape "
-        f"{tuple(target.shape)}; they must match (targets (N,) are accepted for predictions (N, 1))"
-    )
+    if tuple(target.shape) != tuple(pred.shape):
+        target = xp.reshape(target, (-1, 1))
+    return xp.astype(target, pred.dtype)
 
 
 class BinaryCrossEntropy(Loss):
@@ -268,11 +275,7 @@ class BinaryCrossEntropy(Loss):
 
     def validate_target(self, pred_shape, target):
         name = type(self).__name__
-        shape = tuple(target.shape)
-        if shape != tuple(pred_shape) and not (len(pred_shape) == 2 and pred_shape[1] == 1 and len(shape) == 1):
-            raise ShapeError(f"{name}: the model gives outputs of shape {tuple(pred_shape)} but the targets have "
-                             f"shape {shape}; binary cross-entropy needs one 0/1 target per output "
-                             f"(targets (N,) are accepted for outputs (N, 1))")
+        _check_target_shape(name, pred_shape, target.shape, "binary cross-entropy needs one 0/1 target per output")
         if _is_integer(target):
             _check_label_range(name, target, 2, "binary cross-entropy takes 0/1 labels")
             return
