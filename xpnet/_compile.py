@@ -229,10 +229,7 @@ class CompiledStep(EagerStep):
             plan = _EagerPlan(self)
         result = plan.run(xb, yb, sums) if at is None else plan.run_at(*at, sums)
         self.compile_seconds += time.perf_counter() - start
-        self.model.clear_cache()  # a trace leaves tracers in the layers' caches
-        self.loss._cache = None
-        if hasattr(self.loss, "_log_probs"):
-            self.loss._log_probs = None
+        _forget_caches(self)  # a trace or capture leaves its arrays in the layers' and loss's caches
         self._plans[key] = plan
         return result
 
@@ -792,6 +789,12 @@ def _drop_tracers(step: CompiledStep) -> None:
     for m in step.model.modules():
         for name in m.grads:
             m.grads[name] = None
+    _forget_caches(step)
+
+
+def _forget_caches(step: CompiledStep) -> None:
+    """Drop what forward left in the layers and the loss (a trace's tracers, a
+    capture's graph-pool arrays)."""
     step.model.clear_cache()
     step.loss._cache = None
     if hasattr(step.loss, "_log_probs"):
