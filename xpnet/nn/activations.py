@@ -7,8 +7,7 @@ from typing import Any
 
 from .. import functional as F
 from ..backend import array_namespace
-from ..errors import ShapeError
-from .module import Module, check_gradient_device
+from .module import Module, elementwise_backward
 
 __all__ = ["ReLU", "Sigmoid", "Tanh", "Softmax", "Identity", "Flatten"]
 
@@ -38,16 +37,7 @@ class _Activation(Module):
     def backward(self, grad_out: Any) -> Any:
         """Shapes: the gradient w.r.t. the output (...) -> w.r.t. the input (...)."""
         cache = self._cached()
-        if type(grad_out) is not type(cache):
-            check_gradient_device(self, grad_out)
-        if grad_out.shape != cache.shape:  # would broadcast: a (1, K) gradient "works" for (N, K)
-            raise ShapeError(f"{self!r}.backward got a gradient of shape {tuple(grad_out.shape)}; expected "
-                             f"{tuple(cache.shape)}, the shape of the last forward's output")
-        try:
-            return self._backward(grad_out, cache)
-        except (TypeError, ValueError, RuntimeError):
-            check_gradient_device(self, grad_out)  # another device of the same backend
-            raise
+        return elementwise_backward(self, grad_out, cache, lambda: self._backward(grad_out, cache))
 
     def _backward(self, grad_out: Any, cache: Any) -> Any:
         raise NotImplementedError

@@ -7,8 +7,7 @@ from typing import Any
 from .. import _validate
 from .. import random as _random
 from ..backend import device_of, dtype_name
-from ..errors import ShapeError
-from .module import Module, check_gradient_device
+from .module import Module, elementwise_backward
 
 __all__ = ["Dropout"]
 
@@ -41,16 +40,8 @@ class Dropout(Module):
         """Shapes: (...) -> (...), the forward input's shape."""
         if self._mask is None:
             return grad_out
-        if type(grad_out) is not type(self._mask):
-            check_gradient_device(self, grad_out)
-        if grad_out.shape != self._mask.shape:
-            raise ShapeError(f"{self!r}.backward got a gradient of shape {tuple(grad_out.shape)}; expected "
-                             f"{tuple(self._mask.shape)}, the shape of the last forward's output")
-        try:
-            return grad_out * self._mask
-        except (TypeError, ValueError, RuntimeError):
-            check_gradient_device(self, grad_out)
-            raise
+        mask = self._mask
+        return elementwise_backward(self, grad_out, mask, lambda: grad_out * mask)
 
     def _clear_cache(self) -> None:
         self._mask = None

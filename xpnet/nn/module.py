@@ -392,6 +392,25 @@ def check_gradient_device(layer: Module, grad_out: Any) -> None:
         )
 
 
+def elementwise_backward(layer: Module, grad_out: Any, like: Any, backward: Any) -> Any:
+    """``backward()`` for an elementwise layer (activations, Dropout), once
+    ``grad_out`` is known to live with ``like`` (the layer's cached array) and to
+    have its shape: a gradient of another backend is a named
+    :class:`~xpnet.errors.DeviceMismatchError` (NumPy * torch "works" and hands
+    on a torch array), one of another shape a :class:`~xpnet.errors.ShapeError`
+    (a (1, K) gradient broadcasts against (N, K)). Shapes: grad_out like ``like``."""
+    if type(grad_out) is not type(like):
+        check_gradient_device(layer, grad_out)
+    if grad_out.shape != like.shape:
+        raise ShapeError(f"{layer!r}.backward got a gradient of shape {tuple(grad_out.shape)}; expected "
+                         f"{tuple(like.shape)}, the shape of the last forward's output")
+    try:
+        return backward()
+    except (TypeError, ValueError, RuntimeError):
+        check_gradient_device(layer, grad_out)  # another device of the same backend (torch: RuntimeError)
+        raise
+
+
 def array_namespace_of(array: Any) -> Any:
     return _backend.array_namespace(array)
 
