@@ -21,7 +21,9 @@ The eager step (:class:`EagerStep`) is the readable reference::
   masks) and ``jax.jit``-ed, parameters and state donated; under ``fit`` the batch is
   gathered inside the program from the data set and host indices.
 - ``"cuda_graph"``: the eager step captured once as a CUDA graph over static buffers
-  (batch, masks, lr and t in device memory), replayed with ``graph.launch``.
+  (batch, masks, lr and t in device memory), replayed with ``graph.launch``. Its matrix
+  products go through :func:`xpnet.backend.graph_matmul` (cuBLAS through ctypes), since
+  CuPy refuses cuBLAS calls while a stream captures.
 - ``"eager"``: the eager step (torch, array-api-strict; and any model with a layer the
   compiled paths do not know, or with gradient hooks on JAX/CuPy).
 
@@ -866,7 +868,9 @@ class _CudaGraphPlan:
 
     Batch, dropout masks, lr and t live in device memory the graph reads; before each
     launch they are written in place. Temporaries come from a private memory pool that
-    only this graph uses, so replaying cannot overwrite anyone else's arrays.
+    only this graph uses, so replaying cannot overwrite anyone else's arrays. The
+    layers' own code is what is captured; only their matrix products go through
+    :func:`xpnet.backend.graph_matmul`, because CuPy refuses cuBLAS calls during capture.
     """
 
     def __init__(self, step: CompiledStep, xb: Any, yb: Any):
@@ -875,19 +879,22 @@ class _CudaGraphPlan:
         self.cupy, self.step = cupy, step
         opt = step.optimizer
         dtype = xb.dtype
+        self.device = xb.device
+        self.matmul = _backend.graph_matmul(step.model.device or _backend.device_of(xb))
         self.traced = _TracedStep(step, xb.shape[0])
         self.mask_shapes = _mask_shapes(step, xb)
         self.dtype = dtype_name(dtype)
-        self.x, self.y = cupy.empty_like(xb), cupy.empty_like(yb)
-        self.masks = [cupy.empty(s, dtype=dtype) for s in self.mask_shapes]
-        self.lr, self.t = cupy.zeros((), dtype=dtype), cupy.zeros((), dtype=dtype)
-        self.sums = [cupy.zeros((), dtype=dtype) for _ in range(1 + len(step.metric_fns))]
-        self.value = cupy.zeros((), dtype=dtype)
-        self.params = [p.value for p in self.traced.params]
-        self.states = [dict(s) for s in opt.state]
-        self.pool = cupy.cuda.MemoryPool()
-        self.stream = cupy.cuda.Stream(non_blocking=True)
-        self.graph = self._capture()
+        with self.device:
+            self.x, self.y = cupy.empty_like(xb), cupy.empty_like(yb)
+            self.masks = [cupy.empty(s, dtype=dtype) for s in self.mask_shapes]
+            self.lr, self.t = cupy.zeros((), dtype=dtype), cupy.zeros((), dtype=dtype)
+            self.sums = [cupy.zeros((), dtype=dtype) for _ in range(1 + len(step.metric_fns))]
+            self.value = cupy.zeros((), dtype=dtype)
+            self.params = [p.value for p in self.traced.params]
+            self.states = [dict(s) for s in opt.state]
+            self.pool = cupy.cuda.MemoryPool()
+            self.stream = cupy.cuda.Stream(non_blocking=True)
+            self.graph = self._capture(xb, yb)
 
     def _body(self) -> None:
         opt = self.step.optimizer
@@ -905,28 +912,63 @@ class _CudaGraphPlan:
             p.value = static
         opt.state = self.states
 
-    def _capture(self) -> Any:
+    def _capture(self, xb: Any, yb: Any) -> Any:
+        """Warm up on the real batch (labels index the logits: uninitialised ones could
+        read out of bounds), put parameters and state back, then capture the same body."""
         cupy = self.cupy
         opt = self.step.optimizer
         t, lr = opt.t, opt.lr
+        self._load(xb, yb, masks=False)
         saved = ([p.copy() for p in self.params], [{k: v.copy() for k, v in s.items()} for s in self.states])
+        # the capture stream is non-blocking: it does not wait for the work queued above
+        # on the current stream unless told to
+        self.stream.wait_event(cupy.cuda.get_current_stream().record())
+        override = (_backend.namespace_override(self.x, matmul=self.matmul) if self.matmul is not None
+                    else contextlib.nullcontext())
         try:
-            with cupy.cuda.using_allocator(self.pool.malloc), self.stream, _unvalidated(self.step.loss):
-                # warm-up: fills the private pool, so capture allocates nothing new
+            with cupy.cuda.using_allocator(self.pool.malloc), self.stream, _unvalidated(self.step.loss), override:
+                # warm-up: compiles the kernels, sets up cuBLAS on this stream and fills
+                # the private pool, so that the capture allocates nothing new
                 self._body()
-                self.stream.synchronize()
                 for static, host in zip(self.params, saved[0], strict=True):
                     static[...] = host
                 for static, host in zip(self.states, saved[1], strict=True):
                     for key in static:
                         static[key][...] = host[key]
+                self.stream.synchronize()
                 self.stream.begin_capture()
-                self._body()
+                try:
+                    self._body()
+                except BaseException:
+                    # leave capture mode, or the stream (and CuPy's later calls on it)
+                    # stays unusable; the capture's own error is the one worth reporting
+                    with contextlib.suppress(Exception):
+                        self.stream.end_capture()
+                    raise
                 graph = self.stream.end_capture()
         finally:
             opt.t, opt.lr = t, lr
-        self.step.model.clear_cache()
+            self.step.model.clear_cache()
         return graph
+
+    def _load(self, xb: Any, yb: Any, masks: bool = True) -> None:
+        """Write the batch, fresh dropout masks, lr and t into the graph's inputs (on
+        the current stream) and zero its accumulators. Without ``masks`` (the warm-up)
+        the masks keep every unit: drawing them would advance xpnet's generator, and
+        the first real step would then drop other units than the eager step does."""
+        opt = self.step.optimizer
+        self.x[...] = xb
+        self.y[...] = yb
+        if masks:
+            for static, host in zip(self.masks, self.traced.masks(self.mask_shapes, self.dtype), strict=True):
+                static.set(host)
+        else:
+            for static in self.masks:
+                static.fill(1)
+        self.lr.fill(opt.lr)
+        self.t.fill(opt.t)
+        for static in self.sums:
+            static.fill(0)
 
     def rebind(self) -> None:
         opt = self.step.optimizer
@@ -942,23 +984,17 @@ class _CudaGraphPlan:
 
     def run(self, xb: Any, yb: Any, sums: list[Any] | None) -> tuple[Any, Any]:
         cupy, opt = self.cupy, self.step.optimizer
-        self.rebind()
-        current = cupy.cuda.get_current_stream()
-        self.x[...] = xb
-        self.y[...] = yb
-        for static, host in zip(self.masks, self.traced.masks(self.mask_shapes, self.dtype), strict=True):
-            static.set(host)
-        self.lr.fill(opt.lr)
-        self.t.fill(opt.t)
-        for static in self.sums:
-            static.fill(0)
-        self.stream.wait_event(current.record())
-        self.graph.launch(self.stream)
-        current.wait_event(self.stream.record())
-        opt.t += 1
-        if sums is None:
-            return self.value.copy(), None
-        return self.value.copy(), [s + d for s, d in zip(sums, self.sums, strict=True)]
+        with self.device:
+            self.rebind()
+            current = cupy.cuda.get_current_stream()
+            self._load(xb, yb)
+            self.stream.wait_event(current.record())
+            self.graph.launch(self.stream)
+            current.wait_event(self.stream.record())
+            opt.t += 1
+            if sums is None:
+                return self.value.copy(), None
+            return self.value.copy(), [s + d for s, d in zip(sums, self.sums, strict=True)]
 
 
 _PLANS: dict[str, Any] = {"numpy": _NumpyPlan, "jax": _JaxPlan, "cuda_graph": _CudaGraphPlan}

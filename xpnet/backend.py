@@ -896,6 +896,56 @@ def compile_strategy(device: Device) -> str:
     return _COMPILE_STRATEGIES[device.backend]
 
 
+@contextlib.contextmanager
+def namespace_override(like: Any, **functions: Callable[..., Any]) -> Iterator[None]:
+    """Inside the block, :func:`array_namespace` answers arrays of ``like``'s type with
+    their usual namespace, except that ``functions`` (name -> function) replace its
+    own: the layers' single Array API code then runs on a backend's fast path (the
+    CUDA-graph step swaps in :func:`graph_matmul`). Restored on exit, also on error.
+    """
+    kind = type(like)
+    previous = _NAMESPACES.get(kind)
+    base = array_namespace(like)
+    _NAMESPACES[kind] = _Overridden(getattr(base, "_base", base), functions)
+    try:
+        yield
+    finally:
+        if previous is None:
+            _NAMESPACES.pop(kind, None)
+        else:
+            _NAMESPACES[kind] = previous
+
+
+class _Overridden:
+    """A namespace with a few functions replaced; everything else is the base's."""
+
+    def __init__(self, base: Any, functions: dict[str, Callable[..., Any]]):
+        self._base = base
+        self.__dict__.update(functions)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._base, name)
+
+    def __repr__(self) -> str:
+        replaced = ", ".join(sorted(set(self.__dict__) - {"_base"}))
+        return f"<{getattr(self._base, '__name__', self._base)} with {replaced} replaced>"
+
+
+def graph_matmul(device: Device) -> Callable[[Any, Any], Any] | None:
+    """The matrix product a CUDA graph of ``device`` can capture, or None where the
+    backend's own one can (or nothing is captured).
+
+    CuPy refuses cuBLAS calls while a stream captures; :func:`xpnet._cublas.matmul`
+    calls the same cuBLAS GEMM through ctypes instead. Shapes: ``(n, k) @ (k, m) ->
+    (n, m)``, float32 or float64, as ``xp.matmul`` of two matrices.
+    """
+    if device.backend != "cupy":
+        return None
+    from . import _cublas
+
+    return _cublas.matmul
+
+
 @functools.cache
 def host_blas(dtype_name: str) -> tuple[Callable[..., Any], Callable[..., Any]] | None:
     """BLAS ``(gemm, gemv)`` for host NumPy arrays of ``dtype_name`` (float32 or float64),
