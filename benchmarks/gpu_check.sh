@@ -1,33 +1,58 @@
 #!/usr/bin/env bash
-# The CUDA runs a GPU machine owes: the parity suite on cupy and torch-cuda (and JAX on
-# its GPU where present), `python -m xpnet info`, the digits script with --device cuda,
-# and the MLP step benchmark on the GPU. Writes everything under $OUT (device tool) or
-# benchmarks/results/. Run from the repository root:
+# What a lent GPU session owes (issue 6), in two device calls of under 10 minutes each.
+# Run from the repository root on the GPU machine; everything lands under $OUT (the
+# device tool brings it back) or, without $OUT, under benchmarks/results/gpu/:
 #
-#   bash benchmarks/gpu_check.sh
+#   bash benchmarks/gpu_check.sh tests   # first: capture smoke tests, info, digits, the suite
+#   bash benchmarks/gpu_check.sh bench   # then: the GPU benchmark (benchmarks/bench_gpu.py)
 #
-# On the lent GPU machine, array-api-compat, array-api-extra and array-api-strict are
-# not installed: carry them as wheels in .whl/ (see the device tool's README) and this
-# script installs them first.
+# Before the first call, on the machine without a GPU: `bash benchmarks/gpu_wheels.sh`
+# (array-api-compat, array-api-extra and array-api-strict as wheels in .whl/, which the
+# GPU machine lacks), and name `.whl` in the device call's `carry`. Files come back as
+# <date>-<gpu>-<what>.txt; commit them under benchmarks/results/gpu/.
 set -uo pipefail
-out=${OUT:-benchmarks/results}
+what=${1:-tests}
+out=${OUT:-benchmarks/results/gpu}
 mkdir -p "$out"
 if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 else
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONUNBUFFERED=1
-gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
-{
-    echo "# $(date -u +%Y-%m-%d) on: ${gpu:-no nvidia-smi}"
-    python3 -c 'import sys, numpy, cupy; print("python", sys.version.split()[0], "numpy", numpy.__version__, "cupy", cupy.__version__)'
-    python3 -m xpnet info
-} 2>&1 | tee "$out/cuda_info.txt"
-XPNET_TEST_DEVICES=cpu,cuda,torch:cuda,jax python3 -m pytest -q -rs -p no:cacheprovider tests 2>&1 | tee "$out/cuda_tests.txt"
-python3 -m xpnet train digits --device cuda --quiet 2>&1 | tee "$out/cuda_train_digits.txt"
-{
-    echo "# $(date -u +%Y-%m-%d) on: ${gpu:-no nvidia-smi}"
-    for b in 128 1024 8192; do python3 benchmarks/bench_mlp_step.py --device cuda --batch "$b" --repeat 30; done
-} 2>&1 | tee "$out/mlp_step_cuda.txt"
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+slug=$(printf '%s' "${gpu:-no-gpu}" | tr '[:upper:]' '[:lower:]' | tr -cs 'a-z0-9' '-' | sed 's/^-//; s/-$//')
+stem="$out/$(date -u +%Y-%m-%d)-$slug"
+header="# $(date -u +%Y-%m-%dT%H:%MZ) on: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1) ($(git rev-parse --short HEAD 2>/dev/null || echo 'no git'))"
+
+case "$what" in
+tests)
+    {
+        echo "$header"
+        python3 -c 'import sys, numpy, cupy, torch, jax; print("python", sys.version.split()[0], "numpy", numpy.__version__, "cupy", cupy.__version__, "torch", torch.__version__, "jax", jax.__version__, jax.devices())'
+        python3 -m xpnet info
+        # the parts that never ran anywhere, first and alone: a failure here explains
+        # the many that would follow in the suite
+        timeout 240 python3 -m pytest -q -p no:cacheprovider -rs -x \
+            tests/test_graph_matmul.py tests/test_compile.py -k "cuda or cublas"
+        timeout 120 python3 -m xpnet train digits --device cuda --quiet
+    } 2>&1 | tee "$stem-checks.txt"
+    {
+        echo "$header"
+        echo "# XPNET_TEST_DEVICES=cpu,cuda,torch:cuda,jax python3 -m pytest -q -rs tests"
+        XPNET_TEST_DEVICES=cpu,cuda,torch:cuda,jax timeout 420 python3 -m pytest -q -p no:cacheprovider -rs \
+            -o faulthandler_timeout=120 tests
+    } 2>&1 | tee "$stem-tests.txt"
+    ;;
+bench)
+    {
+        echo "$header"
+        timeout 540 python3 benchmarks/bench_gpu.py suite --device cuda --out "$out" --max-seconds 420
+    } 2>&1 | tee "$stem-bench-log.txt"
+    ;;
+*)
+    echo "usage: bash benchmarks/gpu_check.sh tests|bench" >&2
+    exit 2
+    ;;
+esac
