@@ -83,6 +83,52 @@ def test_sub_modules_in_attributes_are_found_like_pytorch(tmp_path):
         np.testing.assert_array_equal(xpnet.to_numpy(other.predict(X)), xpnet.to_numpy(model.predict(X)))
 
 
+def test_a_sequential_subclass_keeps_its_other_sub_modules_like_pytorch():
+    """Before, only the layers counted: an extra module a subclass set (an auxiliary
+    head) had no parameters for the optimizer, and to()/eval() skipped it."""
+
+    class WithAux(nn.Sequential):
+        def __init__(self):
+            super().__init__(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+            self.aux = nn.Linear(6, 1)
+            self.alias = self.layers[0]  # a second name for a layer: still one child
+
+    model = WithAux()
+    assert [name for name, _ in model.named_children()] == ["0", "1", "2", "aux"]
+    assert list(model.state_dict()) == ["0.W", "0.b", "2.W", "2.b", "aux.W", "aux.b"]
+    assert model.eval() is model and not model.aux.training
+    model.to(dtype="float64")
+    assert model.aux.dtype == "float64"
+    assert model._last_layer() is model.layers[-1]  # the output is still the last layer's
+    assert model.forward(xpnet.asarray(X, dtype="float64")).shape == (len(X), 3)
+
+
+def test_a_sequential_subclass_saves_only_if_load_can_rebuild_it(tmp_path):
+    """Sequential.from_config rebuilds a subclass as cls(*layers). One whose __init__
+    builds its own layers used to save fine and then fail to load as "corrupt"."""
+
+    class Builds(nn.Sequential):
+        def __init__(self):
+            super().__init__(nn.Linear(6, 3))
+
+    with pytest.raises(TypeError, match=r"Builds\(\*layers\).*does not take its 1 layers"):
+        xpnet.save(Builds(), tmp_path / "builds.npz")
+    assert not (tmp_path / "builds.npz").exists()
+
+    xpnet.seed(0)
+    model = TakesLayersWithAux(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    loaded = xpnet.load(xpnet.save(model, tmp_path / "aux.npz"))
+    assert type(loaded) is TakesLayersWithAux
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(xpnet.to_numpy(loaded.state_dict()[name]), xpnet.to_numpy(value), err_msg=name)
+
+
+class TakesLayersWithAux(nn.Sequential):
+    def __init__(self, *layers):
+        super().__init__(*layers)
+        self.aux = nn.Linear(6, 1)
+
+
 def test_a_module_reached_twice_is_counted_and_stepped_once():
     class Tied(nn.Module):
         def __init__(self):

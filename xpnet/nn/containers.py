@@ -23,9 +23,16 @@ class Sequential(Module):
         _check_layers(self, layers)
         self.layers = list(layers)
 
-    def children(self) -> list[Module]:
-        """The layers, in order."""
-        return self.layers
+    def named_children(self) -> list[tuple[str, Module]]:
+        """The layers in order, named ``"0"``, ``"1"``, ...; then, as in PyTorch, any
+        other module a subclass keeps in an attribute (``self.aux = nn.Linear(...)``),
+        named by the attribute, so that its parameters train, move and save too."""
+        layers = [(str(i), layer) for i, layer in enumerate(self.layers)]
+        ids = {id(layer) for layer in self.layers}
+        return layers + [(n, m) for n, m in self._attribute_children(skip=("layers",)) if id(m) not in ids]
+
+    def _last_layer(self) -> Module:
+        return self.layers[-1]._last_layer() if self.layers else self
 
     def forward(self, x: Any) -> Any:
         """Shapes: the first layer's input -> the last layer's output."""

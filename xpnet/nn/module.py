@@ -137,8 +137,15 @@ class Module:
         """
         if type(self).children is not Module.children:
             return [(str(i), child) for i, child in enumerate(self.children())]
+        return self._attribute_children()
+
+    def _attribute_children(self, skip: tuple[str, ...] = ()) -> list[tuple[str, Module]]:
+        """The modules held in attributes (not those named in ``skip``), in the order
+        the attributes were set; see :meth:`named_children`."""
         found = []
         for name, value in vars(self).items():
+            if name in skip:
+                continue
             if isinstance(value, Module):
                 found.append((name, value))
             elif isinstance(value, (list, tuple)):
@@ -467,6 +474,8 @@ def check_rebuildable(model: Module) -> None:
     if isinstance(model, Sequential):
         for layer in model.layers:  # Sequential.from_config rebuilds each layer from its own config
             check_rebuildable(layer)
+        if cls is not Sequential and cls.from_config.__func__ is Sequential.from_config.__func__:
+            _check_sequential_subclass(cls, model.layers)
         return
     if cls.from_config.__func__ is not Module.from_config.__func__:
         return  # its own from_config knows what it needs
@@ -492,6 +501,24 @@ def check_rebuildable(model: Module) -> None:
             f"cannot save {cls.__name__}: {cls.__name__}.get_config() returns {config!r}, which does not "
             f"rebuild it ({exc}); define get_config() to return the constructor's arguments, e.g. "
             f"{{'features': self.features}}"
+        ) from None
+
+
+def _check_sequential_subclass(cls: type, layers: list[Module]) -> None:
+    """Sequential.from_config rebuilds a subclass as ``cls(*layers)``: refuse to save
+    one whose __init__ does not take its layers that way (it builds them itself)."""
+    import inspect
+
+    try:
+        inspect.signature(cls).bind(*layers)
+    except ValueError:
+        return  # no signature to check
+    except TypeError as exc:
+        raise TypeError(
+            f"cannot save {cls.__name__}: load rebuilds a Sequential subclass as {cls.__name__}(*layers), but "
+            f"{cls.__name__}.__init__ does not take its {len(layers)} layers ({exc}). Either let __init__ take "
+            f"them (def __init__(self, *layers): super().__init__(*layers)), or define a classmethod "
+            f"from_config(cls, config) that rebuilds it from get_config()"
         ) from None
 
 
