@@ -930,11 +930,7 @@ class _CudaGraphPlan:
                 # warm-up: compiles the kernels, sets up cuBLAS on this stream and fills
                 # the private pool, so that the capture allocates nothing new
                 self._body()
-                for static, host in zip(self.params, saved[0], strict=True):
-                    static[...] = host
-                for static, host in zip(self.states, saved[1], strict=True):
-                    for key in static:
-                        static[key][...] = host[key]
+                self._restore(saved)
                 self.stream.synchronize()
                 self.stream.begin_capture()
                 try:
@@ -946,10 +942,27 @@ class _CudaGraphPlan:
                         self.stream.end_capture()
                     raise
                 graph = self.stream.end_capture()
+        except BaseException:
+            # the step trains eagerly from here (CompiledStep._run): from the parameters
+            # it had, not from a half-run warm-up's
+            self._restore(saved)
+            raise
         finally:
             opt.t, opt.lr = t, lr
             self.step.model.clear_cache()
         return graph
+
+    def _restore(self, saved: tuple[list[Any], list[dict[str, Any]]]) -> None:
+        """Put the parameters and optimizer state back to ``saved`` (copies), in the
+        static arrays the graph reads, and bind those to the model and optimizer."""
+        for static, value in zip(self.params, saved[0], strict=True):
+            static[...] = value
+        for static, values in zip(self.states, saved[1], strict=True):
+            for key in static:
+                static[key][...] = values[key]
+        for p, static in zip(self.traced.params, self.params, strict=True):
+            p.value = static
+        self.step.optimizer.state = self.states
 
     def _load(self, xb: Any, yb: Any, masks: bool = True) -> None:
         """Write the batch, fresh dropout masks, lr and t into the graph's inputs (on
