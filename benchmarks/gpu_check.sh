@@ -21,6 +21,9 @@ else
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONUNBUFFERED=1
+# JAX takes 75% of the GPU's memory at its first use unless told not to; the suite runs
+# JAX, CuPy and PyTorch in one process
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 slug=$(printf '%s' "${gpu:-no-gpu}" | tr '[:upper:]' '[:lower:]' | tr -cs 'a-z0-9' '-' | sed 's/^-//; s/-$//')
 stem="$out/$(date -u +%Y-%m-%d)-$slug"
