@@ -18,11 +18,27 @@ def test_info_table_reports_a_real_smoke_test(capsys):
     out = capsys.readouterr().out
     assert "default device" in out
     numpy_row = next(line for line in out.splitlines() if line.startswith("numpy"))
-    assert "ok: forward/backward ran" in numpy_row
+    assert "ok: forward/backward ran; compiled step: numpy" in numpy_row
     rows = {row[2]: row for row in info_rows()}
     assert rows["cpu"][4].startswith("ok")
     if not xpnet.gpu_available():
         assert not rows["cuda"][4].startswith("ok")
+
+
+def test_info_says_when_the_cuda_graph_capture_fell_back_to_eager(monkeypatch):
+    """The CUDA-graph step falls back to eager when a capture fails; `info` is where a
+    user (or a GPU test session) reads that. A capture that raises stands in for the
+    GPU: the NumPy device is given the cuda_graph strategy."""
+
+    class FailingCapture:
+        def __init__(self, step, xb, yb):
+            raise NotImplementedError("calling cuBLAS API during stream capture is currently unsupported")
+
+    monkeypatch.setitem(xpnet.backend._COMPILE_STRATEGIES, "numpy", "cuda_graph")
+    monkeypatch.setitem(xpnet._compile._PLANS, "cuda_graph", FailingCapture)
+    result = cli._smoke(xpnet.backend.resolve_device("cpu"))
+    assert result == ("eager (CUDA graph capture failed (NotImplementedError: calling cuBLAS API during stream "
+                      "capture is currently unsupported))")
 
 
 def test_train_digits_prints_accuracy_and_saves(tmp_path, capsys):

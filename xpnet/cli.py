@@ -26,19 +26,34 @@ _INFO_DEVICES = (
 )
 
 
-def _smoke(device: _backend.Device) -> None:
-    """A tiny forward and backward pass (Linear, ReLU, cross-entropy) on ``device``."""
+def _smoke(device: _backend.Device) -> str:
+    """A tiny forward and backward pass (Linear, ReLU, cross-entropy) on ``device``,
+    then two training steps of the compiled step ``fit`` would use; returns that
+    step's strategy (``"numpy"``, ``"jax"``, ``"cuda_graph"``, ``"eager"``), or says
+    why it fell back to eager."""
     import numpy as np
 
-    from . import losses, nn
+    from . import _compile, losses, nn, optim
 
     with _backend.using(device):
         model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
         loss = losses.SoftmaxCrossEntropy()
-        value = loss.forward(model.forward(_backend.asarray(np.ones((2, 4)))), _backend.asarray(np.array([0, 1])))
+        x, y = _backend.asarray(np.ones((2, 4))), _backend.asarray(np.array([0, 1]))
+        value = loss.forward(model.forward(x), y)
         model.backward(loss.backward())
         if not np.isfinite(float(value)):
             raise FloatingPointError("non-finite loss")
+        step = _compile.train_step(model, loss, optim.SGD(model.parameters(), lr=0.1))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(2):
+                value = step(x, y)
+        if not np.isfinite(float(value)):
+            raise FloatingPointError("non-finite loss after two compiled steps")
+    fallback = next((str(w.message) for w in caught if "capture failed" in str(w.message)), None)
+    if fallback:
+        return f"eager (CUDA graph {fallback.split('CUDA graph ', 1)[-1].split(';')[0]})"
+    return step.strategy if step.note is None else f"eager ({step.note})"
 
 
 def info_rows() -> list[tuple[str, str, str, str, str]]:
@@ -63,8 +78,8 @@ def info_rows() -> list[tuple[str, str, str, str, str]]:
         except Exception:  # noqa: BLE001
             seen = "?"
         try:
-            _smoke(device)
-            result = "ok: forward/backward ran"
+            strategy = _smoke(device)
+            result = f"ok: forward/backward ran; compiled step: {strategy}"
         except Exception as exc:  # noqa: BLE001
             result = f"FAILED: {type(exc).__name__}: {exc}"
         rows.append((label, version, device.name, seen, result))
