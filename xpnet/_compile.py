@@ -477,11 +477,16 @@ class _NpSoftmaxCrossEntropy:
 
 
 class _NpEagerLoss:
-    """Any other loss: its own code (it is small next to the layers)."""
+    """Any other loss: its own code (it is small next to the layers). The step's loss
+    is read on every call: a cached step may be handed an equal loss object later."""
 
-    def __init__(self, loss: Any):
-        self.loss = loss
+    def __init__(self, step: CompiledStep):
+        self.step = step
         self.grad: np.ndarray | None = None
+
+    @property
+    def loss(self) -> Any:
+        return self.step.loss
 
     def forward(self, z: np.ndarray, y: np.ndarray) -> Any:
         loss = self.loss
@@ -624,7 +629,7 @@ class _NumpyPlan:
         if type(loss) is _losses.SoftmaxCrossEntropy and not loss.check_finite and len(shape) == 2:
             self.loss = _NpSoftmaxCrossEntropy(n, shape[1], dtype, yb)
         else:
-            self.loss = _NpEagerLoss(loss)
+            self.loss = _NpEagerLoss(step)
         opt = step.optimizer
         self.optimizer = {_optim.SGD: _NpSGD, _optim.Adam: _NpAdam}.get(type(opt), _EagerOptimizer)(opt)
         self.blas = self._sgd_blas(n, dtype)
@@ -1077,17 +1082,35 @@ def cached_train_step(model: Any, loss: Any, optimizer: Any, **kwargs: Any) -> E
     device, dtype, layers and their configuration (:func:`_model_signature`).
     """
     metrics = kwargs.get("metrics", ())
-    key = (id(model), _model_signature(model), id(loss), id(optimizer), repr(optimizer.get_config()),
+    key = (id(model), _model_signature(model), _loss_identity(loss), id(optimizer), repr(optimizer.get_config()),
            repr(loss.get_config()),
            kwargs.get("compile", "auto"), tuple((name, id(fn)) for name, fn in metrics),
            kwargs.get("threshold", 0.5), tuple(id(h) for h in kwargs.get("grad_hooks", ())))
     step = _CACHE.get(key)
-    if step is None or step.model is not model or step.loss is not loss or step.optimizer is not optimizer:
+    if (step is None or step.model is not model or step.optimizer is not optimizer
+            or (step.loss is not loss and type(loss) not in _BUILTIN_LOSSES)):
         step = _CACHE[key] = train_step(model, loss, optimizer, **kwargs)
+    # an xpnet loss equal to the step's (fit builds a new one from a name like
+    # "cross_entropy" on every call): the step reads it from here on
+    step.loss = loss
     _CACHE.move_to_end(key)
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return step
+
+
+#: xpnet's own losses: their configuration (``get_config`` and ``check_finite``) is all
+#: that tells two of them apart, so a cached step can take an equal one.
+_BUILTIN_LOSSES = (_losses.SoftmaxCrossEntropy, _losses.BinaryCrossEntropy, _losses.MeanSquaredError,
+                   _losses.PoissonLoss)
+
+
+def _loss_identity(loss: Any) -> Any:
+    """What tells losses apart for the step cache: the configuration of an xpnet loss,
+    the object itself for any other (a user's loss may hold state its config omits)."""
+    if type(loss) in _BUILTIN_LOSSES:
+        return type(loss), loss.check_finite
+    return id(loss)
 
 
 def _model_signature(model: Any) -> tuple[Any, ...]:
