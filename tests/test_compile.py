@@ -292,6 +292,45 @@ def test_a_users_own_loss_objects_are_never_taken_for_each_other():
     np.testing.assert_allclose(ten["loss"][0], 10 * one["loss"][0], rtol=1e-5)
 
 
+@pytest.mark.parametrize("opt_name", ["adam", "adam-eps-hat", "sgd-nesterov"])
+def test_the_captured_body_with_float64_scalars_keeps_float32_and_equals_eager(opt_name):
+    """The CUDA graph captures _TracedStep with lr and t as float64 0-d device arrays
+    (float32 ones lost digits in 1 - beta2**t: Adam's steps came out ~7e-6 too small);
+    NumPy 0-d arrays stand in for CuPy's here. A 0-d float64 array is not weak under
+    NumPy 2's rules: the optimizer must cast its coefficients, or float32 parameters
+    turn float64."""
+    X, y = _data(5)
+    X = X.reshape(len(X), -1)[:BATCH].astype(np.float32)
+    y = y[:BATCH]
+    runs = []
+    for traced_run in (False, True):
+        xpnet.seed(0)
+        model = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 5))
+        if opt_name.startswith("adam"):
+            opt = optim.Adam(model.parameters(), lr=1e-2, eps_hat=opt_name.endswith("hat"))
+        else:
+            opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+        loss = losses.SoftmaxCrossEntropy()
+        step = xpnet._compile.train_step(model, loss, opt, compile=True)
+        traced = xpnet._compile._TracedStep(step, BATCH)
+        before = {k: np.asarray(v).copy() for k, v in model.state_dict().items()}
+        for _ in range(5):
+            if not traced_run:
+                xpnet._compile.EagerStep._run(step, X, y, None)
+                continue
+            t, lr = opt.t, opt.lr
+            params, states, _, _ = traced([p.value for p in traced.params], [dict(s) for s in opt.state], None,
+                                          np.asarray(float(t)), np.asarray(lr), X, y, [])
+            opt.t, opt.lr, opt.state = t + 1, lr, states
+            for p, value in zip(traced.params, params, strict=True):
+                p.value = value
+        runs.append({k: np.asarray(v) - before[k] for k, v in model.state_dict().items()})
+    for key, eager in runs[0].items():  # the updates, not the weights: their digits are the point
+        assert runs[1][key].dtype == np.float32, key
+        np.testing.assert_allclose(runs[1][key], eager, rtol=1e-5, atol=1e-6 * float(np.abs(eager).max()),
+                                   err_msg=key)
+
+
 @pytest.mark.cuda
 def test_cuda_graph_step_equals_eager():
     if not xpnet.gpu_available():

@@ -788,11 +788,12 @@ def _abstract_forward(model: Any, xb: Any) -> Any:
             p.value = value
 
 
-def _drop_tracers(step: CompiledStep) -> None:
-    """A trace runs the layers' own code on tracers, and their ``grads`` and caches
-    keep them: a tracer left in a module breaks ``model.to``, ``copy.deepcopy`` and
-    pickling long after the trace. The gradients live inside the compiled step, so
-    ``p.grad`` is None after it (as after the fused SGD step on NumPy)."""
+def _drop_grads_and_caches(step: CompiledStep) -> None:
+    """A trace runs the layers' own code on tracers, and a capture on arrays that every
+    replay overwrites; the layers' ``grads`` and caches keep them (a tracer left in a
+    module breaks ``model.to``, ``copy.deepcopy`` and pickling long after the trace).
+    The gradients live inside the compiled step, so ``p.grad`` is None after it (as
+    after the fused SGD step on NumPy)."""
     for m in step.model.modules():
         for name in m.grads:
             m.grads[name] = None
@@ -822,14 +823,14 @@ class _JaxPlan:
             try:
                 return traced(params, states, sums, t, lr, xb, yb, masks)
             finally:
-                _drop_tracers(step)
+                _drop_grads_and_caches(step)
 
         def gathered(params, states, sums, t, lr, X, y, idx, masks):
             xp = array_namespace(X)
             try:
                 return traced(params, states, sums, t, lr, xp.take(X, idx, axis=0), xp.take(y, idx, axis=0), masks)
             finally:
-                _drop_tracers(step)
+                _drop_grads_and_caches(step)
 
         # parameters and optimizer state are donated (updated without a second copy);
         # the 0-d sums are not, so fit can start every epoch from the same zeros
@@ -892,17 +893,19 @@ class _CudaGraphPlan:
         with self.device:
             self.x, self.y = cupy.empty_like(xb), cupy.empty_like(yb)
             self.masks = [cupy.empty(s, dtype=dtype) for s in self.mask_shapes]
-            self.lr, self.t = cupy.zeros((), dtype=dtype), cupy.zeros((), dtype=dtype)
+            # float64 whatever the model's dtype: the optimizer's coefficients (1 - beta2**t)
+            # keep the digits the eager step's Python floats have (optim._coefficient)
+            self.lr, self.t = cupy.zeros((), dtype="float64"), cupy.zeros((), dtype="float64")
             self.sums = [cupy.zeros((), dtype=dtype) for _ in range(1 + len(step.metric_fns))]
             self.value = cupy.zeros((), dtype=dtype)
             self.params = [p.value for p in self.traced.params]
             self.states = [dict(s) for s in opt.state]
+            self._bound: list[dict[str, Any]] | None = None  # the state dicts last given to the optimizer
             self.pool = cupy.cuda.MemoryPool()
             self.stream = cupy.cuda.Stream(non_blocking=True)
             self.graph = self._capture(xb, yb)
 
     def _body(self) -> None:
-        opt = self.step.optimizer
         params, states, sums, value = self.traced(self.params, self.states, self.sums, self.t, self.lr,
                                                   self.x, self.y, self.masks)
         for static, new in zip(self.params, params, strict=True):
@@ -913,9 +916,7 @@ class _CudaGraphPlan:
         for static, new in zip(self.sums, sums, strict=True):
             static[...] = new
         self.value[...] = value
-        for p, static in zip(self.traced.params, self.params, strict=True):
-            p.value = static
-        opt.state = self.states
+        self._bind()
 
     def _capture(self, xb: Any, yb: Any) -> Any:
         """Warm up on the real batch (labels index the logits: uninitialised ones could
@@ -933,9 +934,13 @@ class _CudaGraphPlan:
         try:
             with cupy.cuda.using_allocator(self.pool.malloc), self.stream, _unvalidated(self.step.loss), override:
                 # warm-up: compiles the kernels, sets up cuBLAS on this stream and fills
-                # the private pool, so that the capture allocates nothing new
+                # the private pool, so that the capture mostly reuses its blocks (relaxed
+                # capture mode would allow a new cudaMalloc, but each one stays the graph's)
                 self._body()
                 self._restore(saved)
+                # what the warm-up left (gradients, caches) back to the pool, for the
+                # capture to reuse
+                _drop_grads_and_caches(self.step)
                 self.stream.synchronize()
                 self.stream.begin_capture()
                 try:
@@ -949,12 +954,16 @@ class _CudaGraphPlan:
                 graph = self.stream.end_capture()
         except BaseException:
             # the step trains eagerly from here (CompiledStep._run): from the parameters
-            # it had, not from a half-run warm-up's
+            # it had, not from a half-run warm-up's; after the capture stream's own work
+            with contextlib.suppress(Exception):
+                self.stream.synchronize()
             self._restore(saved)
             raise
         finally:
             opt.t, opt.lr = t, lr
-            self.step.model.clear_cache()
+            # the gradients the capture stored are graph memory each replay overwrites:
+            # p.grad is None after a compiled step (as on JAX and after NumPy's fused SGD)
+            _drop_grads_and_caches(self.step)
         return graph
 
     def _restore(self, saved: tuple[list[Any], list[dict[str, Any]]]) -> None:
@@ -965,9 +974,16 @@ class _CudaGraphPlan:
         for static, values in zip(self.states, saved[1], strict=True):
             for key in static:
                 static[key][...] = values[key]
+        self._bind()
+
+    def _bind(self) -> None:
+        """The model's parameters and the optimizer's state are the graph's static
+        arrays. The optimizer gets dicts of its own: ``CompiledStep.begin`` replaces
+        the arrays in its dicts, which must not replace the graph's (:meth:`rebind`
+        then copies the new values in)."""
         for p, static in zip(self.traced.params, self.params, strict=True):
             p.value = static
-        self.step.optimizer.state = self.states
+        self.step.optimizer.state = self._bound = [dict(s) for s in self.states]
 
     def _load(self, xb: Any, yb: Any, masks: bool = True) -> None:
         """Write the batch, fresh dropout masks, lr and t into the graph's inputs (on
@@ -989,16 +1005,21 @@ class _CudaGraphPlan:
             static.fill(0)
 
     def rebind(self) -> None:
+        """Copy parameters and state that were replaced since the last step
+        (``load_state_dict``, ``begin``) into the static arrays, and bind those."""
         opt = self.step.optimizer
+        changed = opt.state is not self._bound
         for p, static in zip(self.traced.params, self.params, strict=True):
             if p.value is not static:
                 static[...] = p.value
-                p.value = static
+                changed = True
         for state, static in zip(opt.state, self.states, strict=True):
             for key in static:
                 if state[key] is not static[key]:
                     static[key][...] = state[key]
-        opt.state = self.states
+                    changed = True
+        if changed:
+            self._bind()
 
     def run(self, xb: Any, yb: Any, sums: list[Any] | None) -> tuple[Any, Any]:
         cupy, opt = self.cupy, self.step.optimizer

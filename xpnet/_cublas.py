@@ -90,15 +90,38 @@ def _loaded_cublas_path() -> str | None:
     return None
 
 
+def _candidates() -> list[str]:
+    """Where to look up the cuBLAS functions, most certain first: CuPy's own cuBLAS
+    extension module (it links libcublas, and a symbol looked up through it resolves in
+    exactly the library CuPy calls), the libcublas mapped in this process, the one on
+    the library path."""
+    paths = []
+    try:
+        from cupy_backends.cuda.libs import cublas as cupy_cublas
+
+        paths.append(cupy_cublas.__file__)
+    except (ImportError, AttributeError):
+        pass
+    paths += [p for p in (_loaded_cublas_path(), ctypes.util.find_library("cublas")) if p]
+    return paths
+
+
 @functools.cache
 def _library() -> Any:
-    """libcublas with the five functions typed; loaded after CuPy created its handle, so
-    that it is the very library (and handle) CuPy uses."""
-    path = _loaded_cublas_path() or ctypes.util.find_library("cublas")
-    if path is None:
-        raise CublasError("found no libcublas loaded in this process (CuPy loads it on its first matrix "
-                          "product) nor on the library path")
-    lib = ctypes.CDLL(path)
+    """The five cuBLAS functions, typed, from the first of :func:`_candidates` that has
+    them; looked up after CuPy created its handle, so that they are CuPy's."""
+    tried = []
+    for path in _candidates():
+        try:
+            lib = ctypes.CDLL(path)
+            lib.cublasSgemm_v2  # noqa: B018 - the lookup is the test
+        except (OSError, AttributeError) as exc:
+            tried.append(f"{path} ({type(exc).__name__})")
+            continue
+        break
+    else:
+        raise CublasError("found no cuBLAS library with cublasSgemm_v2 in this process or on the library path"
+                          + (f"; tried {', '.join(tried)}" if tried else ""))
     p, i = ctypes.c_void_p, ctypes.c_int
     for name, real in (("cublasSgemm_v2", ctypes.c_float), ("cublasDgemm_v2", ctypes.c_double)):
         fn = getattr(lib, name)

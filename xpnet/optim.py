@@ -167,6 +167,18 @@ def _follow(state: Any, param: Any) -> Any:
     return device_of(param).asarray(to_numpy(state), dtype=dtype_name(param.dtype))
 
 
+def _coefficient(value: Any, like: Any) -> Any:
+    """A step's scalar coefficient for arrays like ``like``. A Python float stays one:
+    NumPy 2's rules keep ``like``'s dtype, after computing the coefficient in float64.
+    A compiled step passes ``lr`` and ``t`` as 0-d arrays (CUDA graph: float64 device
+    scalars, so that ``1 - beta2**t`` keeps its digits); such a coefficient is cast to
+    ``like``'s dtype, as the float would be, or a 0-d float64 array would turn float32
+    parameters into float64 ones."""
+    if type(value) in (int, float):  # not NumPy's scalars, which NumPy 2 does not treat as weak
+        return value
+    return array_namespace(like).astype(value, like.dtype)
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum and weight decay.
 
@@ -196,7 +208,7 @@ class SGD(Optimizer):
             v = self.momentum * state["velocity"] + g
             state["velocity"] = v
             g = g + self.momentum * v if self.nesterov else v
-        step = g * -self.lr  # fresh: add w in place instead of allocating w - lr * g
+        step = g * _coefficient(-self.lr, g)  # fresh: add w in place instead of allocating w - lr * g
         step += w
         return step
 
@@ -260,8 +272,8 @@ class Adam(Optimizer):
         # stays on the device; eager Python floats keep math.sqrt's exact rounding.
         correction = 1.0 - self.beta2**self.t
         c2 = math.sqrt(correction) if isinstance(correction, float) else correction**0.5
-        eps = self.eps if self.eps_hat else self.eps * c2
-        step = self.lr * c2 / (1.0 - self.beta1**self.t)
+        eps = _coefficient(self.eps if self.eps_hat else self.eps * c2, w)
+        step = _coefficient(self.lr * c2 / (1.0 - self.beta1**self.t), w)
         return w - step * m / (xp.sqrt(v) + eps)
 
     def get_config(self):
