@@ -140,7 +140,7 @@ def test_torch_compile_whole_step_runs_under_dynamo(bench, monkeypatch):
     monkeypatch.setattr(bench, "_require_cuda", lambda device, why: None)
     # Inductor and CUDA graphs need the GPU; dynamo's tracing of the step (graph break at
     # backward, zero_grad and the SGD update inside) is the same with the eager backend
-    monkeypatch.setattr(bench, "COMPILE_OPTIONS", {"backend": "eager", "dynamic": False})
+    monkeypatch.setattr(bench, "COMPILE_OPTIONS", {"backend": "eager"})
     try:
         rec = bench.measure("torch_compile", bench.Case("mnist", 128, 300), _args())
     finally:
