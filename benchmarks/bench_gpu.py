@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """GPU benchmark of issue 6: one MLP training epoch, xpnet against the GEMM floor and PyTorch.
 
-The GPU session runs, from the repository root, in one device command (about 6-8 minutes):
+The GPU session runs, from the repository root, in one device command (at most about 7.5
+minutes: --max-seconds 420, and a running child is killed 30 s past it):
 
     PYTHONUNBUFFERED=1 python3 benchmarks/bench_gpu.py suite --device cuda --out "$OUT"
 
@@ -652,10 +653,12 @@ def _run_child(contender: str, cases: str, args, timeout: float) -> tuple[list[d
                 if rc != 0:
                     problem = f"child exited with status {rc}"
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
                 problem = f"child killed after {timeout:.0f} s (--child-timeout or --max-seconds)"
+            # the child's session: on timeout the child itself, and after any end whatever it
+            # left behind (compile workers), which would otherwise load the next contender's CPU
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         wall = time.perf_counter() - start
         with open(out_path, errors="replace") as f:
             records = [json.loads(ln) for ln in f if ln.startswith("{")]

@@ -135,6 +135,7 @@ def test_torch_graph_replays_every_sample_once_per_epoch(bench, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_torch_compile_whole_step_runs_under_dynamo(bench, monkeypatch):
     torch = pytest.importorskip("torch")
     monkeypatch.setattr(bench, "_require_cuda", lambda device, why: None)
