@@ -95,9 +95,12 @@ class _SGD:
 
     def __init__(self, params: list[Any], learning_rate_init: float, lr_schedule: str, momentum: float,
                  nesterov: bool, power_t: float):
-        self.learning_rate_init = learning_rate_init
+        # Python floats: a NumPy scalar (a grid from np.logspace) is a strong type under
+        # NumPy 2 and CuPy 14 (NEP 50), and np.float64 * a float32 array is float64.
+        self.learning_rate_init = float(learning_rate_init)
         self.learning_rate = float(learning_rate_init)
-        self.lr_schedule, self.momentum, self.nesterov, self.power_t = lr_schedule, momentum, nesterov, power_t
+        self.lr_schedule, self.nesterov = lr_schedule, nesterov
+        self.momentum, self.power_t = float(momentum), float(power_t)
         self.state = {"velocities": [_zeros_like(p.value) for p in params]}
 
     def update_params(self, params: list[Any], grads: list[Any]) -> None:
@@ -132,9 +135,9 @@ class _Adam:
     ``sqrt(v)`` unscaled (the "epsilon hat" of Kingma & Ba, section 2)."""
 
     def __init__(self, params: list[Any], learning_rate_init: float, beta_1: float, beta_2: float, epsilon: float):
-        self.learning_rate_init = learning_rate_init
+        self.learning_rate_init = float(learning_rate_init)  # Python floats, as in _SGD
         self.learning_rate = float(learning_rate_init)
-        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
         self.t = 0
         self.state = {"ms": [_zeros_like(p.value) for p in params], "vs": [_zeros_like(p.value) for p in params]}
 
@@ -432,11 +435,12 @@ class _BaseMLP(BaseEstimator):
             value = value / float(self.n_outputs_)
         xp = _backend.array_namespace(out)
         sw_sum = float(X.shape[0]) if sample_weight is None else xp.sum(sample_weight)
-        if self.alpha:
+        alpha = float(self.alpha)  # not a NumPy scalar, which would make float32 weights float64
+        if alpha:
             weights = [layer.params["W"] for layer in self._linear_layers()]
-            value = value + (0.5 * self.alpha) * sum(xp.sum(W * W) for W in weights) / sw_sum
+            value = value + (0.5 * alpha) * sum(xp.sum(W * W) for W in weights) / sw_sum
             for layer in self._linear_layers():
-                layer.grads["W"] = layer.grads["W"] + (self.alpha / sw_sum) * layer.params["W"]
+                layer.grads["W"] = layer.grads["W"] + (alpha / sw_sum) * layer.params["W"]
         return value
 
     # -- fitting -------------------------------------------------------------------
