@@ -41,3 +41,34 @@ def test_bce_on_probabilities_is_captured_as_a_cuda_graph():
     np.testing.assert_allclose(compiled[0]["loss"], eager[0]["loss"], rtol=1e-10)
     for got, want in zip(compiled[1], eager[1], strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def _device_or_skip(name):
+    try:
+        return xpnet.backend.resolve_device(name)
+    except Exception as exc:  # noqa: BLE001 - becomes the skip reason
+        pytest.skip(f"{name} unavailable: {type(exc).__name__}: {exc}")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("device", ["cuda", "torch:cuda"])
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_sklearn_sparse_weighted_fit_on_a_gpu_equals_the_cpu(device, solver):
+    """The estimator's device paths no CPU test reaches: sparse X densified by a scatter
+    on the GPU, sample weights and the L2 term on device arrays, L-BFGS's flat buffers."""
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_digits
+
+    from xpnet.sklearn import MLPClassifier
+
+    _device_or_skip(device)
+    X, y = load_digits(n_class=4, return_X_y=True)
+    X, y = np.where(X[:240] > 8, X[:240] / 16.0, 0.0), y[:240]
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, size=X.shape[0])
+    params = dict(hidden_layer_sizes=(9,), solver=solver, max_iter=3, batch_size=80, alpha=1e-3, random_state=0)
+    on_cpu = MLPClassifier(**params).fit(X, y, sample_weight=weights)
+    there = MLPClassifier(**params, device=device).fit(scipy_sparse.csr_matrix(X), y, sample_weight=weights)
+    assert there.model_.device == xpnet.backend.resolve_device(device)
+    np.testing.assert_allclose(there.coefs_[0], on_cpu.coefs_[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(there.predict_proba(scipy_sparse.csr_matrix(X)), on_cpu.predict_proba(X), rtol=1e-9)
