@@ -314,6 +314,29 @@ def test_other_devices_train_the_same_network(device, solver):
 
 
 @no_convergence_warning
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_the_estimators_device_is_current_while_it_computes(monkeypatch, solver):
+    """CuPy allocates and launches on its current GPU whatever its inputs' device: an
+    estimator on "cuda:1" must make it current (as fit() does), or its optimizer state
+    and outputs land on cuda:0 beside weights on cuda:1."""
+    seen = []
+    for name in ("_loss_grad", "_activate"):
+        original = getattr(MLPClassifier, name)
+
+        def spy(self, *args, _original=original, **kwargs):
+            seen.append(xpnet.current_device().name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(MLPClassifier, name, spy)
+    with xpnet.using("cpu"):
+        clf = MLPClassifier(hidden_layer_sizes=(5,), solver=solver, max_iter=2, random_state=0,
+                            early_stopping=solver == "adam", device="strict:device1")
+        clf.fit(X_DIGITS, Y_DIGITS).predict_proba(X_DIGITS)
+        assert xpnet.current_device().name == "cpu"
+    assert seen and set(seen) == {"strict:device1"}
+
+
+@no_convergence_warning
 def test_lbfgs_moves_one_buffer_each_way_per_evaluation(monkeypatch):
     """The loss and every gradient come back in one array; the parameters go out in one."""
     moves = {"in": 0, "out": 0}

@@ -466,20 +466,23 @@ class _BaseMLP(BaseEstimator):
         layer_units = [n_features, *hidden_layer_sizes, self.n_outputs_]
         self._random_state = check_random_state(self.random_state)
         device = self._device()
-        if first_pass:
-            self._initialize(y, layer_units, self.dtype or X.dtype.name, device)
-        else:
-            self._place()
-        if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(X, y, sample_weight, device, incremental)
-        else:
-            self._fit_lbfgs(X, y, sample_weight, device)
-        self.model_.clear_cache()
-        xp = device.xp
-        finite = [xp.all(xp.isfinite(p.value)) for p in self.model_.parameters()]
-        if not bool(xp.all(xp.stack(finite))):
-            raise ValueError("Solver produced non-finite parameter weights. The input data may"
-                             " contain large values and need to be preprocessed.")
+        # CuPy allocates (zeros_like, copies) and launches kernels on its current GPU, not
+        # on its inputs' one: "cuda:1" must be current while it trains, as fit() makes it.
+        with _backend.using(device):
+            if first_pass:
+                self._initialize(y, layer_units, self.dtype or X.dtype.name, device)
+            else:
+                self._place()
+            if self.solver in _STOCHASTIC_SOLVERS:
+                self._fit_stochastic(X, y, sample_weight, device, incremental)
+            else:
+                self._fit_lbfgs(X, y, sample_weight, device)
+            self.model_.clear_cache()
+            xp = device.xp
+            finite = [xp.all(xp.isfinite(p.value)) for p in self.model_.parameters()]
+            if not bool(xp.all(xp.stack(finite))):
+                raise ValueError("Solver produced non-finite parameter weights. The input data may"
+                                 " contain large values and need to be preprocessed.")
         return self
 
     def _fit_lbfgs(self, X: Any, y: np.ndarray, sample_weight: Any, device: _backend.Device) -> None:
@@ -643,11 +646,12 @@ class _BaseMLP(BaseEstimator):
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         device = self._place()
-        rows = X if isinstance(X, _Rows) else _Rows(X, device, self.model_.dtype)
-        outs = [self.model_.forward(block) for block in rows.blocks(_PREDICT_CHUNK)]
-        self.model_.clear_cache()  # do not keep (or pickle) the last batch
-        out = outs[0] if len(outs) == 1 else device.xp.concat(outs, axis=0)
-        return self._activate(out)
+        with _backend.using(device):  # CuPy computes on its current GPU (see _fit)
+            rows = X if isinstance(X, _Rows) else _Rows(X, device, self.model_.dtype)
+            outs = [self.model_.forward(block) for block in rows.blocks(_PREDICT_CHUNK)]
+            self.model_.clear_cache()  # do not keep (or pickle) the last batch
+            out = outs[0] if len(outs) == 1 else device.xp.concat(outs, axis=0)
+            return self._activate(out)
 
     def _forward_host(self, X: Any, check_input: bool = True) -> np.ndarray:
         """The activated outputs on the host, in the dtype scikit-learn's MLP gives:
