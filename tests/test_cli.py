@@ -9,6 +9,7 @@ import pytest
 import xpnet
 from xpnet import cli
 from xpnet.cli import info_rows, main
+from xpnet.errors import NoGPUError
 
 pytest.importorskip("sklearn")
 
@@ -126,6 +127,9 @@ def test_info_keeps_backend_warnings_out_of_its_table(monkeypatch, capsys):
 
     monkeypatch.setattr(backend._CupyBackend, "version", noisy_version)
     monkeypatch.setattr(backend._CupyBackend, "installed", lambda self: True)
+    # the row must read "unavailable" on a GPU machine too, where the real probe succeeds
+    monkeypatch.setattr(backend._CupyBackend, "_probed", {})
+    monkeypatch.setattr(backend._CupyBackend, "_probe", lambda self, index: NoGPUError("no GPU found (stand-in)"))
     monkeypatch.setattr(cli, "_INFO_DEVICES", (("cupy", "cuda"), ("numpy", "cpu")))  # the table's last row: numpy
     assert main(["info"]) == 0
     captured = capsys.readouterr()

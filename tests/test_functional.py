@@ -524,6 +524,21 @@ def test_clip_probabilities_uses_the_dtype_eps(xp_device, dtype):
     assert got[2] == 0.5
 
 
+def test_clip_probabilities_never_calls_the_namespace_clip():
+    """array-api-compat's CuPy clip assigns through boolean masks, whose counts CuPy reads
+    back to the host: a sync per call, and a CUDA-graph capture of a BCE step that fails.
+    The clip is maximum and minimum instead, with the same values (NaN stays NaN)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("clip_probabilities called xp.clip")
+
+    p = np.array([[-0.5, 0.0, 0.25], [1.0, 1.5, np.nan]], dtype=np.float32)
+    with xpnet.backend.namespace_override(p, clip=refuse):
+        got = F.clip_probabilities(p)
+    eps = np.finfo(np.float32).eps
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, np.clip(p, eps, np.float32(1.0 - eps)))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_bce_with_logits_at_800(xp_device, dtype):
     z = xpnet.asarray([[800.0, -800.0]], dtype=dtype)

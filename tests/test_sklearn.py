@@ -221,6 +221,23 @@ def test_dtype_follows_x_unless_given(estimator):
 
 
 @no_convergence_warning
+@pytest.mark.parametrize("hyper", [{"alpha": 1e-2}, {"learning_rate_init": 1e-2},
+                                   {"solver": "sgd", "momentum": 0.8, "learning_rate": "invscaling", "power_t": 0.4},
+                                   {"beta_1": 0.8, "beta_2": 0.99, "epsilon": 1e-7}], ids=lambda h: ",".join(h))
+def test_numpy_scalar_hyperparameters_keep_float32(hyper):
+    """A grid from np.logspace hands np.float64 values; NumPy 2 and CuPy 14 (NEP 50)
+    promote np.float64 * float32 arrays to float64, and the parameters drifted there
+    after the first step (then the next forward refused the float32 batch)."""
+    as_numpy = {k: np.float64(v) if isinstance(v, float) else v for k, v in hyper.items()}
+    X32 = X_DIGITS.astype(np.float32)
+    runs = [MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0, dtype="float32", **h).fit(X32, Y_DIGITS)
+            for h in (hyper, as_numpy)]
+    assert all(p.value.dtype == np.float32 for run in runs for p in run.model_.parameters())
+    for python_float, numpy_scalar in zip(runs[0].coefs_, runs[1].coefs_, strict=True):
+        assert_array_equal(numpy_scalar, python_float)
+
+
+@no_convergence_warning
 def test_single_class_warm_start_message_and_verbose(capsys):
     clf = MLPClassifier(hidden_layer_sizes=(3,), max_iter=5, random_state=0).fit(X_IRIS, np.full(150, "only"))
     assert_array_equal(clf.predict(X_IRIS[:4]), ["only"] * 4)
@@ -294,6 +311,29 @@ def test_other_devices_train_the_same_network(device, solver):
     assert_allclose(there.coefs_[0], on_cpu.coefs_[0], rtol=1e-9, atol=1e-12)
     assert_allclose(there.predict_proba(X_DIGITS), on_cpu.predict_proba(X_DIGITS), rtol=1e-9)
     assert isinstance(there.predict(X_DIGITS), np.ndarray)
+
+
+@no_convergence_warning
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_the_estimators_device_is_current_while_it_computes(monkeypatch, solver):
+    """CuPy allocates and launches on its current GPU whatever its inputs' device: an
+    estimator on "cuda:1" must make it current (as fit() does), or its optimizer state
+    and outputs land on cuda:0 beside weights on cuda:1."""
+    seen = []
+    for name in ("_loss_grad", "_activate"):
+        original = getattr(MLPClassifier, name)
+
+        def spy(self, *args, _original=original, **kwargs):
+            seen.append(xpnet.current_device().name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(MLPClassifier, name, spy)
+    with xpnet.using("cpu"):
+        clf = MLPClassifier(hidden_layer_sizes=(5,), solver=solver, max_iter=2, random_state=0,
+                            early_stopping=solver == "adam", device="strict:device1")
+        clf.fit(X_DIGITS, Y_DIGITS).predict_proba(X_DIGITS)
+        assert xpnet.current_device().name == "cpu"
+    assert seen and set(seen) == {"strict:device1"}
 
 
 @no_convergence_warning

@@ -184,7 +184,10 @@ def clip_probabilities(p: Array) -> Array:
     so their logs are finite (a float64 1e-12 would vanish in float32)."""
     xp = array_namespace(p)
     eps = float(xp.finfo(p.dtype).eps)
-    return xp.clip(p, eps, 1.0 - eps)
+    # Not xp.clip: array-api-compat's CuPy clip assigns through boolean masks, and CuPy
+    # reads each mask's count back to the host (a sync per call, and a failed CUDA-graph
+    # capture). maximum/minimum are plain kernels with the same result, NaN included.
+    return xp.minimum(xp.maximum(p, eps), 1.0 - eps)
 
 
 # ------------------------------------------------------------------------- losses

@@ -95,9 +95,12 @@ class _SGD:
 
     def __init__(self, params: list[Any], learning_rate_init: float, lr_schedule: str, momentum: float,
                  nesterov: bool, power_t: float):
-        self.learning_rate_init = learning_rate_init
+        # Python floats: a NumPy scalar (a grid from np.logspace) is a strong type under
+        # NumPy 2 and CuPy 14 (NEP 50), and np.float64 * a float32 array is float64.
+        self.learning_rate_init = float(learning_rate_init)
         self.learning_rate = float(learning_rate_init)
-        self.lr_schedule, self.momentum, self.nesterov, self.power_t = lr_schedule, momentum, nesterov, power_t
+        self.lr_schedule, self.nesterov = lr_schedule, nesterov
+        self.momentum, self.power_t = float(momentum), float(power_t)
         self.state = {"velocities": [_zeros_like(p.value) for p in params]}
 
     def update_params(self, params: list[Any], grads: list[Any]) -> None:
@@ -132,9 +135,9 @@ class _Adam:
     ``sqrt(v)`` unscaled (the "epsilon hat" of Kingma & Ba, section 2)."""
 
     def __init__(self, params: list[Any], learning_rate_init: float, beta_1: float, beta_2: float, epsilon: float):
-        self.learning_rate_init = learning_rate_init
+        self.learning_rate_init = float(learning_rate_init)  # Python floats, as in _SGD
         self.learning_rate = float(learning_rate_init)
-        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
         self.t = 0
         self.state = {"ms": [_zeros_like(p.value) for p in params], "vs": [_zeros_like(p.value) for p in params]}
 
@@ -432,11 +435,12 @@ class _BaseMLP(BaseEstimator):
             value = value / float(self.n_outputs_)
         xp = _backend.array_namespace(out)
         sw_sum = float(X.shape[0]) if sample_weight is None else xp.sum(sample_weight)
-        if self.alpha:
+        alpha = float(self.alpha)  # not a NumPy scalar, which would make float32 weights float64
+        if alpha:
             weights = [layer.params["W"] for layer in self._linear_layers()]
-            value = value + (0.5 * self.alpha) * sum(xp.sum(W * W) for W in weights) / sw_sum
+            value = value + (0.5 * alpha) * sum(xp.sum(W * W) for W in weights) / sw_sum
             for layer in self._linear_layers():
-                layer.grads["W"] = layer.grads["W"] + (self.alpha / sw_sum) * layer.params["W"]
+                layer.grads["W"] = layer.grads["W"] + (alpha / sw_sum) * layer.params["W"]
         return value
 
     # -- fitting -------------------------------------------------------------------
@@ -462,20 +466,23 @@ class _BaseMLP(BaseEstimator):
         layer_units = [n_features, *hidden_layer_sizes, self.n_outputs_]
         self._random_state = check_random_state(self.random_state)
         device = self._device()
-        if first_pass:
-            self._initialize(y, layer_units, self.dtype or X.dtype.name, device)
-        else:
-            self._place()
-        if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(X, y, sample_weight, device, incremental)
-        else:
-            self._fit_lbfgs(X, y, sample_weight, device)
-        self.model_.clear_cache()
-        xp = device.xp
-        finite = [xp.all(xp.isfinite(p.value)) for p in self.model_.parameters()]
-        if not bool(xp.all(xp.stack(finite))):
-            raise ValueError("Solver produced non-finite parameter weights. The input data may"
-                             " contain large values and need to be preprocessed.")
+        # CuPy allocates (zeros_like, copies) and launches kernels on its current GPU, not
+        # on its inputs' one: "cuda:1" must be current while it trains, as fit() makes it.
+        with _backend.using(device):
+            if first_pass:
+                self._initialize(y, layer_units, self.dtype or X.dtype.name, device)
+            else:
+                self._place()
+            if self.solver in _STOCHASTIC_SOLVERS:
+                self._fit_stochastic(X, y, sample_weight, device, incremental)
+            else:
+                self._fit_lbfgs(X, y, sample_weight, device)
+            self.model_.clear_cache()
+            xp = device.xp
+            finite = [xp.all(xp.isfinite(p.value)) for p in self.model_.parameters()]
+            if not bool(xp.all(xp.stack(finite))):
+                raise ValueError("Solver produced non-finite parameter weights. The input data may"
+                                 " contain large values and need to be preprocessed.")
         return self
 
     def _fit_lbfgs(self, X: Any, y: np.ndarray, sample_weight: Any, device: _backend.Device) -> None:
@@ -639,11 +646,12 @@ class _BaseMLP(BaseEstimator):
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         device = self._place()
-        rows = X if isinstance(X, _Rows) else _Rows(X, device, self.model_.dtype)
-        outs = [self.model_.forward(block) for block in rows.blocks(_PREDICT_CHUNK)]
-        self.model_.clear_cache()  # do not keep (or pickle) the last batch
-        out = outs[0] if len(outs) == 1 else device.xp.concat(outs, axis=0)
-        return self._activate(out)
+        with _backend.using(device):  # CuPy computes on its current GPU (see _fit)
+            rows = X if isinstance(X, _Rows) else _Rows(X, device, self.model_.dtype)
+            outs = [self.model_.forward(block) for block in rows.blocks(_PREDICT_CHUNK)]
+            self.model_.clear_cache()  # do not keep (or pickle) the last batch
+            out = outs[0] if len(outs) == 1 else device.xp.concat(outs, axis=0)
+            return self._activate(out)
 
     def _forward_host(self, X: Any, check_input: bool = True) -> np.ndarray:
         """The activated outputs on the host, in the dtype scikit-learn's MLP gives:
