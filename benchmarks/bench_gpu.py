@@ -32,6 +32,9 @@ Contenders (same device, same data, one child process each):
   xpnet          xpnet.fit(..., epochs=1) with its defaults (compile="auto": the CUDA-graph
                  step on CuPy), one fit call per measured epoch
   xpnet_eager    the same with compile=False
+  xpnet_jax      (extra) xpnet.fit on JAX's GPU ("jax:gpu"; "jax:cpu" with --device cpu):
+                 the same layers traced and jax.jit-ed, the other compiled step a user
+                 can pick on a GPU
 
 torch_graph and torch_compile need CUDA and are recorded as skipped on --device cpu.
 
@@ -83,7 +86,7 @@ import numpy as np
 SIZES = {"mnist": (784, 256, 128, 10), "digits": (64, 32, 10)}
 DIGITS_N = 1797
 LR = 0.1
-CONTENDERS = ("gemm_floor", "torch_eager", "torch_graph", "torch_compile", "xpnet", "xpnet_eager")
+CONTENDERS = ("gemm_floor", "torch_eager", "torch_graph", "torch_compile", "xpnet", "xpnet_eager", "xpnet_jax")
 CUDA_ONLY = ("torch_graph", "torch_compile")
 GRACE_S = 30.0  # how far past --max-seconds a running child may go before it is killed
 OPTIONAL = ("torch_compile",)  # dropped first from a round that would overrun --max-seconds
@@ -484,17 +487,20 @@ def _import_xpnet():
     return xpnet
 
 
-def _xpnet_runner(case: Case, X_host, y_host, dtype: str, device: str, seed: int, compile) -> Runner:
+def _xpnet_runner(case: Case, X_host, y_host, dtype: str, device: str, seed: int, compile, jax=False) -> Runner:
     """xpnet.fit, one call per measured epoch, as a user who trains epoch by epoch would:
     model, loss, optimizer and device data made once.
 
-    The loss is one SoftmaxCrossEntropy instance, not the name "cross_entropy": fit keeps
-    its built (captured) step across calls only for the same loss object, and a name makes
-    a new one per call, which would re-capture every epoch. Digits is one fit call of 500
-    full-batch epochs, which reads the loss once per epoch, i.e. once per step.
+    The loss is one SoftmaxCrossEntropy instance, as a user's script would hold it (fit
+    also keeps its built step for the name "cross_entropy", which makes a new but equal
+    loss per call). Digits is one fit call of 500 full-batch epochs, which reads the loss
+    once per epoch, i.e. once per step.
     """
     xn = _import_xpnet()
-    dev = xn.use("cuda" if device == "cuda" else "cpu", dtype=dtype)
+    if jax:
+        dev = xn.use("jax:gpu" if device == "cuda" else "jax:cpu", dtype=dtype)
+    else:
+        dev = xn.use("cuda" if device == "cuda" else "cpu", dtype=dtype)
     xn.seed(seed)
     sizes = SIZES[case.workload]
     layers = []
@@ -508,7 +514,14 @@ def _xpnet_runner(case: Case, X_host, y_host, dtype: str, device: str, seed: int
     X = xn.asarray(X_host, dtype=dtype, device=dev)
     y = xn.asarray(y_host, device=dev)
     info = {"xpnet": xn.__version__, "compile_seconds": 0.0}
-    if device == "cuda":
+    if jax:
+        import jax as jax_module
+
+        def sync():
+            # JAX dispatches asynchronously: wait for the last update too, not only the
+            # loss fit reads at the epoch's end
+            jax_module.block_until_ready([p.value for p in model.parameters()])
+    elif device == "cuda":
         import cupy
 
         name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
@@ -552,8 +565,14 @@ def xpnet_eager(case, X_host, y_host, dtype, device, seed) -> Runner:
     return _xpnet_runner(case, X_host, y_host, dtype, device, seed, compile=False)
 
 
+def xpnet_jax(case, X_host, y_host, dtype, device, seed) -> Runner:
+    """xpnet.fit with its defaults on JAX (the jitted step), on the GPU JAX sees."""
+    return _xpnet_runner(case, X_host, y_host, dtype, device, seed, compile="auto", jax=True)
+
+
 BUILDERS = {"gemm_floor": gemm_floor, "torch_eager": torch_eager, "torch_graph": torch_graph,
-            "torch_compile": torch_compile, "xpnet": xpnet_fit, "xpnet_eager": xpnet_eager}
+            "torch_compile": torch_compile, "xpnet": xpnet_fit, "xpnet_eager": xpnet_eager,
+            "xpnet_jax": xpnet_jax}
 
 
 class _Skip(Exception):

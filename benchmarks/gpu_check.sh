@@ -27,7 +27,10 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 slug=$(printf '%s' "${gpu:-no-gpu}" | tr '[:upper:]' '[:lower:]' | tr -cs 'a-z0-9' '-' | sed 's/^-//; s/-$//')
 stem="$out/$(date -u +%Y-%m-%d)-$slug"
-header="# $(date -u +%Y-%m-%dT%H:%MZ) on: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1) ($(git rev-parse --short HEAD 2>/dev/null || echo 'no git'))"
+# the device machine gets a copy of the working tree without .git: pass the commit in,
+# `XPNET_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_check.sh ...`
+export XPNET_COMMIT=${XPNET_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+header="# $(date -u +%Y-%m-%dT%H:%MZ) on: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1) (xpnet $XPNET_COMMIT)"
 
 case "$what" in
 tests)
