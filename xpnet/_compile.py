@@ -1025,11 +1025,10 @@ class _CudaGraphPlan:
         cupy, opt = self.cupy, self.step.optimizer
         with self.device:
             self.rebind()
-            current = cupy.cuda.get_current_stream()
             self._load(xb, yb)
-            self.stream.wait_event(current.record())
-            self.graph.launch(self.stream)
-            current.wait_event(self.stream.record())
+            # on the current stream, after the inputs it just wrote, before whatever reads
+            # the results: no events (capturing needs a stream of its own; replaying not)
+            self.graph.launch(cupy.cuda.get_current_stream())
             opt.t += 1
             if sums is None:
                 return self.value.copy(), None
