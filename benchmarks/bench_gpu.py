@@ -86,10 +86,11 @@ import numpy as np
 SIZES = {"mnist": (784, 256, 128, 10), "digits": (64, 32, 10)}
 DIGITS_N = 1797
 LR = 0.1
-CONTENDERS = ("gemm_floor", "torch_eager", "torch_graph", "torch_compile", "xpnet", "xpnet_eager", "xpnet_jax")
+# the order of round 0: what the targets need first, so that a tight budget loses the extras
+CONTENDERS = ("gemm_floor", "torch_eager", "torch_graph", "xpnet", "xpnet_eager", "torch_compile", "xpnet_jax")
 CUDA_ONLY = ("torch_graph", "torch_compile")
 GRACE_S = 30.0  # how far past --max-seconds a running child may go before it is killed
-OPTIONAL = ("torch_compile",)  # dropped first from a round that would overrun --max-seconds
+OPTIONAL = ("torch_compile", "xpnet_jax")  # dropped first from a round that would overrun --max-seconds
 REFERENCES = ("gemm_floor", "torch_eager", "torch_graph", "torch_compile")
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -541,6 +542,9 @@ def _xpnet_runner(case: Case, X_host, y_host, dtype: str, device: str, seed: int
         else:
             h = xn.fit(model, loss, X, y, optimizer=opt, epochs=1, batch_size=case.batch, progress=False,
                        compile=compile)
+        # fit's own epoch time, without its per-call setup (argument and data checks, the
+        # NaN/Inf pass over X, History): the step's share of the measured epoch
+        info.setdefault("fit_times", []).append(sum(h.epoch_times))
         info["strategy"] = h.params.get("compile")
         info["compile_seconds"] += h.params.get("compile_seconds", 0.0)
         info["last_loss"] = h["loss"][-1]
@@ -605,6 +609,8 @@ def measure(contender: str, case: Case, args) -> dict:
             times.append(time.perf_counter() - start)
         hooks = [runner.info.pop("_after")] if "_after" in runner.info else []
         rec.update(status="ok", times=times)
+        if "fit_times" in runner.info:
+            rec["fit_times"] = runner.info.pop("fit_times")[-args.epochs:]
         for hook in hooks:
             try:
                 hook()
@@ -666,6 +672,7 @@ def _run_child(contender: str, cases: str, args, timeout: float) -> tuple[list[d
         start = time.perf_counter()
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, start_new_session=True)
+            _CHILD[0] = proc.pid
             problem = None
             try:
                 rc = proc.wait(timeout=timeout)
@@ -678,12 +685,24 @@ def _run_child(contender: str, cases: str, args, timeout: float) -> tuple[list[d
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            _CHILD[0] = None
         wall = time.perf_counter() - start
+        records = []
         with open(out_path, errors="replace") as f:
-            records = [json.loads(ln) for ln in f if ln.startswith("{")]
+            for ln in f:
+                if not ln.startswith("{"):
+                    continue
+                try:  # a child killed mid-line, or a library printing braces, must not end the suite
+                    records.append(json.loads(ln))
+                except json.JSONDecodeError:
+                    problem = (problem + "; " if problem else "") + f"unreadable output line {ln[:80]!r}"
         with open(err_path, errors="replace") as f:
             err_text = f.read()
     return records, problem, err_text[-3000:], wall
+
+
+#: The running child's pid (its own process group), for the SIGTERM handler.
+_CHILD: list[int | None] = [None]
 
 
 def _cudagraph_notes(err_text: str) -> list[str]:
@@ -713,6 +732,28 @@ def cmd_suite(args) -> None:
     print(f"# bench_gpu: {len(contenders)} contenders x {len(cases)} cases x {args.rounds} rounds on "
           f"{machine['gpu']}; writing {jsonl_path}", file=sys.stderr, flush=True)
 
+    rounds_done = [0]
+
+    def write_report() -> str:
+        """The .md from what the jsonl holds so far: rewritten after every child, so a
+        run killed from outside (the device call's limit) still leaves its table."""
+        machine["rounds_done"] = rounds_done[0]
+        machine["minutes"] = (time.perf_counter() - started) / 60
+        text = report(load_jsonl(jsonl_path), machine, args)
+        with open(md_path + ".part", "w") as f:
+            f.write(text)
+        os.replace(md_path + ".part", md_path)
+        return text
+
+    def on_term(signum, frame):
+        if _CHILD[0] is not None:  # its own process group: `timeout` does not reach it
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(_CHILD[0], signal.SIGKILL)
+        print(write_report(), flush=True)
+        print(f"# stopped by signal {signum}; wrote {md_path} from what was measured", file=sys.stderr, flush=True)
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
     with open(jsonl_path, "w") as out:
         def emit(rec):
             out.write(json.dumps({**base, **rec}) + "\n")
@@ -725,7 +766,6 @@ def cmd_suite(args) -> None:
                     emit({"workload": case.workload, "batch": case.batch, "contender": c, "round": 0,
                           "seconds_per_epoch": None, "status": "skipped", "reason": "needs --device cuda"})
         last_wall: dict[str, float] = {}
-        rounds_done = 0
         for r in range(args.rounds):
             members = _round_members(active, last_wall, deadline - time.perf_counter(), first=r == 0)
             if not members:
@@ -756,12 +796,14 @@ def cmd_suite(args) -> None:
                                "error": f"no result from the child: {problem or 'it ended before this case'}",
                                "stderr_tail": err_text[-1500:]}
                     times = rec.pop("times", None)
+                    fit_times = rec.pop("fit_times", None)
                     rec.update(round=r, order=order, child_seconds=wall)
                     if notes:
                         rec["cudagraph_notes"] = notes
                     if rec["status"] == "ok":
                         for e, t in enumerate(times):
-                            emit({**rec, "seconds_per_epoch": t, "epoch": e})
+                            extra = {"fit_epoch_seconds": fit_times[e]} if fit_times else {}
+                            emit({**rec, "seconds_per_epoch": t, "epoch": e, **extra})
                         summary = f"{statistics.median(times):.4f} s/epoch"
                     else:
                         emit({**rec, "seconds_per_epoch": None})
@@ -773,12 +815,9 @@ def cmd_suite(args) -> None:
                           f"{err_text[-1200:]}",
                           file=sys.stderr, flush=True)
                     active.remove(c)
-            rounds_done = r + 1
-    machine["rounds_done"] = rounds_done
-    machine["minutes"] = (time.perf_counter() - started) / 60
-    text = report(load_jsonl(jsonl_path), machine, args)
-    with open(md_path, "w") as f:
-        f.write(text)
+                write_report()
+            rounds_done[0] = r + 1
+    text = write_report()
     print(f"# wrote {jsonl_path} and {md_path}", file=sys.stderr, flush=True)
     print(text, flush=True)
 
@@ -973,6 +1012,12 @@ def report(records: list[dict], machine: dict | None, args=None) -> str:
     lines += [
         "- Ratios: median over rounds of that round's ratio of medians; below 1 = faster than the reference. "
         "`× torch_graph` and `× torch_compile` are each PyTorch CUDA-graph variant; the targets use the faster.",
+        "- `gemm_floor` is the compute floor where the products fill the GPU (batch 8192); at small batches its "
+        "8 separate `cupy.matmul` calls per step are launch-bound, so an xpnet step captured as one graph can "
+        "come in under it there.",
+        "- xpnet is timed as one `fit` call per epoch, its per-call checks and setup included (the 8192 target "
+        "line also gives fit's own epoch time). Digits is one `fit(epochs=500)`: it reads loss and accuracy "
+        "back once per step (per epoch), which the torch contenders, reading once per 500 steps, do not.",
         "",
         "| workload | batch | contender | median s/epoch | min–max s | epochs | × gemm_floor | × torch_eager "
         "| × torch_graph | × torch_compile | step |",
@@ -1044,6 +1089,12 @@ def targets(table: dict) -> list[str]:
         out.append(f"- batch 8192, xpnet within 1.3× of gemm_floor: **{'met' if r <= 1.3 else 'missed'}**: "
                    f"xpnet {statistics.median(per['xpnet']['times']):.4f} s vs gemm_floor "
                    f"{statistics.median(per['gemm_floor']['times']):.4f} s per epoch, {r:.2f}× (paired)")
+        inside = [rec["fit_epoch_seconds"] for rec in per["xpnet"]["recs"] if rec.get("fit_epoch_seconds")]
+        if inside:
+            floor = statistics.median(per["gemm_floor"]["times"])
+            out.append(f"  - of which fit's own epoch (without its per-call checks and setup, which a one-call-"
+                       f"per-epoch loop pays every epoch): {statistics.median(inside):.4f} s, "
+                       f"{statistics.median(inside) / floor:.2f}× gemm_floor (medians, not paired)")
     return out
 
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# What a lent GPU session owes (issue 6), in two device calls of under 10 minutes each.
+# What a lent GPU session owes (issue 6), in three device calls of under 10 minutes each.
 # Run from the repository root on the GPU machine; everything lands under $OUT (the
 # device tool brings it back) or, without $OUT, under benchmarks/results/gpu/:
 #
-#   bash benchmarks/gpu_check.sh tests   # first: capture smoke tests, info, digits, the suite
-#   bash benchmarks/gpu_check.sh bench   # then: the GPU benchmark (benchmarks/bench_gpu.py)
+#   bash benchmarks/gpu_check.sh checks  # info, the never-run CUDA-graph tests, digits on cuda
+#   bash benchmarks/gpu_check.sh tests   # the whole suite on cpu, cuda, torch:cuda and jax
+#   bash benchmarks/gpu_check.sh bench   # the GPU benchmark (benchmarks/bench_gpu.py)
 #
 # Before the first call, on the machine without a GPU: `bash benchmarks/gpu_wheels.sh`
 # (array-api-compat, array-api-extra and array-api-strict as wheels in .whl/, which the
@@ -33,32 +34,36 @@ export XPNET_COMMIT=${XPNET_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || 
 header="# $(date -u +%Y-%m-%dT%H:%MZ) on: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1) (xpnet $XPNET_COMMIT)"
 
 case "$what" in
-tests)
+checks)
     {
         echo "$header"
         python3 -c 'import sys, numpy, cupy, torch, jax; print("python", sys.version.split()[0], "numpy", numpy.__version__, "cupy", cupy.__version__, "torch", torch.__version__, "jax", jax.__version__, jax.devices())'
-        python3 -m xpnet info
+        timeout 120 python3 -m xpnet info
         # the parts that never ran anywhere, first and alone: a failure here explains
         # the many that would follow in the suite
-        timeout 240 python3 -m pytest -q -p no:cacheprovider -rs -x \
-            tests/test_graph_matmul.py tests/test_compile.py -k "cuda or cublas"
-        timeout 120 python3 -m xpnet train digits --device cuda --quiet
+        timeout 300 python3 -m pytest -q -p no:cacheprovider -rs \
+            tests/test_graph_matmul.py tests/test_graph_plan.py tests/test_compile.py tests/test_cuda_paths.py
+        timeout 90 python3 -m xpnet train digits --device cuda --quiet
     } 2>&1 | tee "$stem-checks.txt"
+    ;;
+tests)
     {
         echo "$header"
         echo "# XPNET_TEST_DEVICES=cpu,cuda,torch:cuda,jax python3 -m pytest -q -rs tests"
-        XPNET_TEST_DEVICES=cpu,cuda,torch:cuda,jax timeout 420 python3 -m pytest -q -p no:cacheprovider -rs \
+        XPNET_TEST_DEVICES=cpu,cuda,torch:cuda,jax timeout 540 python3 -m pytest -q -p no:cacheprovider -rs \
             -o faulthandler_timeout=120 tests
     } 2>&1 | tee "$stem-tests.txt"
     ;;
 bench)
     {
         echo "$header"
+        # the suite rewrites its .md after every child and on SIGTERM: a run cut short
+        # still leaves its table
         timeout 540 python3 benchmarks/bench_gpu.py suite --device cuda --out "$out" --max-seconds 420
     } 2>&1 | tee "$stem-bench-log.txt"
     ;;
 *)
-    echo "usage: bash benchmarks/gpu_check.sh tests|bench" >&2
+    echo "usage: bash benchmarks/gpu_check.sh checks|tests|bench" >&2
     exit 2
     ;;
 esac
