@@ -908,15 +908,10 @@ class _CudaGraphPlan:
     def _body(self) -> None:
         params, states, sums, value = self.traced(self.params, self.states, self.sums, self.t, self.lr,
                                                   self.x, self.y, self.masks)
-        for static, new in zip(self.params, params, strict=True):
-            static[...] = new
-        for static, new in zip(self.states, states, strict=True):
-            for key in static:
-                static[key][...] = new[key]
         for static, new in zip(self.sums, sums, strict=True):
             static[...] = new
         self.value[...] = value
-        self._bind()
+        self._store(params, states)
 
     def _capture(self, xb: Any, yb: Any) -> Any:
         """Warm up on the real batch (labels index the logits: uninitialised ones could
@@ -937,7 +932,7 @@ class _CudaGraphPlan:
                 # the private pool, so that the capture mostly reuses its blocks (relaxed
                 # capture mode would allow a new cudaMalloc, but each one stays the graph's)
                 self._body()
-                self._restore(saved)
+                self._store(*saved)
                 # what the warm-up left (gradients, caches) back to the pool, for the
                 # capture to reuse
                 _drop_grads_and_caches(self.step)
@@ -957,7 +952,7 @@ class _CudaGraphPlan:
             # it had, not from a half-run warm-up's; after the capture stream's own work
             with contextlib.suppress(Exception):
                 self.stream.synchronize()
-            self._restore(saved)
+            self._store(*saved)
             raise
         finally:
             opt.t, opt.lr = t, lr
@@ -966,12 +961,13 @@ class _CudaGraphPlan:
             _drop_grads_and_caches(self.step)
         return graph
 
-    def _restore(self, saved: tuple[list[Any], list[dict[str, Any]]]) -> None:
-        """Put the parameters and optimizer state back to ``saved`` (copies), in the
-        static arrays the graph reads, and bind those to the model and optimizer."""
-        for static, value in zip(self.params, saved[0], strict=True):
+    def _store(self, params: list[Any], states: list[dict[str, Any]]) -> None:
+        """Write parameter and optimizer-state values (a step's results, or saved
+        copies to put back) into the static arrays the graph reads, and bind those to
+        the model and optimizer."""
+        for static, value in zip(self.params, params, strict=True):
             static[...] = value
-        for static, values in zip(self.states, saved[1], strict=True):
+        for static, values in zip(self.states, states, strict=True):
             for key in static:
                 static[key][...] = values[key]
         self._bind()
