@@ -166,8 +166,9 @@ def matmul(a: Any, b: Any) -> Any:
         if args is None:  # sizes beyond 32-bit ints
             return cupy.matmul(a, b)
     transa, transb, mm, nn, kk, lda, ldb, ldc = args
-    lib = _library_for_cupy()
+    # CuPy's handle first: creating it loads libcublas, where _library looks
     handle = ctypes.c_void_p(cupy.cuda.device.get_cublas_handle())
+    lib = _library()
     _check(lib.cublasSetStream_v2(handle, ctypes.c_void_p(cupy.cuda.get_current_stream().ptr)),
            "cublasSetStream_v2")
     mode = ctypes.c_int()
@@ -189,10 +190,3 @@ def matmul(a: Any, b: Any) -> Any:
             lib.cublasSetPointerMode_v2(handle, mode.value)
     return out
 
-
-def _library_for_cupy() -> Any:
-    """:func:`_library`, after CuPy has created its cuBLAS handle (which loads it)."""
-    import cupy
-
-    cupy.cuda.device.get_cublas_handle()
-    return _library()
