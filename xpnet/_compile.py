@@ -182,6 +182,8 @@ class CompiledStep(EagerStep):
         self._plans: dict[tuple, Any] = {}
         self._grad_buffers: dict[tuple[int, str], np.ndarray] = {}
         self._owned = False
+        #: why the last CUDA graph capture failed (that batch shape trains eagerly), or None
+        self.capture_error: str | None = None
         # JAX gathers the minibatch inside the jitted step, from host indices: an eager
         # device slice and take cost more than the step's own dispatch
         self.host_indices = strategy == "jax"
@@ -226,7 +228,8 @@ class CompiledStep(EagerStep):
                 raise
             # a capture can fail on a driver or CuPy version we have not met: train
             # eagerly rather than not at all, and say so
-            warnings.warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); this batch shape "
+            self.capture_error = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"CUDA graph capture failed ({self.capture_error}); this batch shape "
                           f"trains with the eager step", RuntimeWarning, stacklevel=4)
             plan = _EagerPlan(self)
         result = plan.run(xb, yb, sums) if at is None else plan.run_at(*at, sums)
