@@ -49,9 +49,12 @@ checks)
 tests)
     {
         echo "$header"
-        echo "# XPNET_TEST_DEVICES=cpu,cuda,torch:cuda,jax python3 -m pytest -q -rs tests"
+        # the machine's 16 cores: pytest-xdist workers (it is in the image; without it,
+        # one process), each with its own CUDA context, on the one GPU
+        workers=$(python3 -c 'import xdist' 2>/dev/null && echo "-n 6")
+        echo "# XPNET_TEST_DEVICES=cpu,cuda,torch:cuda,jax python3 -m pytest -q -rs $workers tests"
         XPNET_TEST_DEVICES=cpu,cuda,torch:cuda,jax timeout 540 python3 -m pytest -q -p no:cacheprovider -rs \
-            -o faulthandler_timeout=120 tests
+            $workers -o faulthandler_timeout=120 tests
     } 2>&1 | tee "$stem-tests.txt"
     ;;
 bench)

@@ -66,7 +66,14 @@ BAD_SETTINGS = [
 ]
 
 
-@pytest.mark.parametrize(("kwargs", "exc", "match"), BAD_SETTINGS, ids=[str(k) for k, _, _ in BAD_SETTINGS])
+def _setting_id(kwargs: dict) -> str:
+    """A test id that is the same in every run (no array values, no object addresses),
+    as pytest-xdist needs: each worker must collect the same ids."""
+    plain = (int, float, str, list, type(None))
+    return ",".join(f"{k}={v!r}" if isinstance(v, plain) else f"{k}={type(v).__name__}" for k, v in kwargs.items())
+
+
+@pytest.mark.parametrize(("kwargs", "exc", "match"), BAD_SETTINGS, ids=[_setting_id(k) for k, _, _ in BAD_SETTINGS])
 def test_fit_settings_are_checked_before_training(kwargs, exc, match):
     fit_fails(exc, match, **kwargs)
 
