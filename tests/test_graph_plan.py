@@ -39,10 +39,31 @@ class FakeArray(np.ndarray):
     def device(self):
         return FakeDevice()
 
+    @property
+    def data(self):
+        """CuPy's memory pointer: where the first element is."""
+        return types.SimpleNamespace(ptr=self.__array_interface__["data"][0])
+
     def set(self, host):
         if host.shape != self.shape or host.dtype != self.dtype:
             raise ValueError(f"set: {host.shape} {host.dtype} into {self.shape} {self.dtype}")
         self[...] = host
+
+    def fill(self, value):
+        if not REPLAYING:
+            HOST_WRITES.append(self)
+        super().fill(value)
+
+    def __setitem__(self, key, value):
+        if not REPLAYING:
+            HOST_WRITES.append(self)
+        super().__setitem__(key, value)
+
+
+#: every write into a FakeArray outside a replay, in order: the work a step costs the
+#: host besides the launch (on a GPU, a kernel launch each)
+HOST_WRITES = []
+REPLAYING = False
 
 
 def _fake(a):
@@ -50,11 +71,11 @@ def _fake(a):
 
 
 class FakeGraph:
-    """Replays the plan's body in Python. The real graph holds the addresses of the
+    """Replays the captured body in Python. The real graph holds the addresses of the
     arrays it was captured on: each launch checks that they are still the plan's."""
 
-    def __init__(self, plan):
-        self.plan = plan
+    def __init__(self, plan, body):
+        self.plan, self.body = plan, body
         self.baked = ([id(a) for a in plan.params], [{k: id(v) for k, v in s.items()} for s in plan.states],
                       id(plan.x), id(plan.y), [id(m) for m in plan.masks], id(plan.lr), id(plan.t))
         self.launches = 0
@@ -67,8 +88,13 @@ class FakeGraph:
         assert plan.t.dtype == plan.lr.dtype == np.float64
         opt = plan.step.optimizer
         t, lr = opt.t, opt._lr  # a replay runs no Python: the optimizer's own values stay
-        with _compile._unvalidated(plan.step.loss):
-            plan._body()
+        global REPLAYING
+        REPLAYING = True
+        try:
+            with _compile._unvalidated(plan.step.loss):
+                self.body()
+        finally:
+            REPLAYING = False
         opt.t, opt._lr = t, lr
         _compile._drop_grads_and_caches(plan.step)
         self.launches += 1
@@ -105,6 +131,7 @@ class FakeStream:
 
 def _fake_cupy():
     cupy = types.ModuleType("cupy")
+    cupy.ndarray = type("ndarray", (), {})  # array-api-compat's is_cupy_array asks; no array is one
     cupy.empty_like = lambda a: _fake(np.empty_like(a))
     cupy.empty = lambda shape, dtype: _fake(np.empty(shape, dtype))
     cupy.zeros = lambda shape, dtype: _fake(np.zeros(shape, dtype))
@@ -125,15 +152,13 @@ def fake_graphs(monkeypatch):
     capture = _compile._CudaGraphPlan._capture
     graphs = []
 
-    def fake_capture(self, xb, yb):
-        body = self._body
-
+    def fake_capture(self, body, load):
         def captured_or_run():
             if not self.stream.capturing:
                 return body()
             # NumPy runs what a capturing stream would only record: undo its effects
             before = ([a.copy() for a in self.params], [{k: v.copy() for k, v in s.items()} for s in self.states],
-                      [a.copy() for a in self.sums], self.value.copy())
+                      [a.copy() for a in self.sums], self.value.copy(), self.t.copy())
             body()
             for statics, copies in zip((self.params, self.sums), (before[0], before[2]), strict=True):
                 for static, copy in zip(statics, copies, strict=True):
@@ -142,10 +167,10 @@ def fake_graphs(monkeypatch):
                 for key in static:
                     static[key][...] = copy[key]
             self.value[...] = before[3]
+            self.t[...] = before[4]
 
-        self._body = captured_or_run
-        capture(self, xb, yb)
-        graphs.append(FakeGraph(self))
+        capture(self, captured_or_run, load)
+        graphs.append(FakeGraph(self, body))
         return graphs[-1]
 
     monkeypatch.setattr(_compile._CudaGraphPlan, "_capture", fake_capture)
@@ -267,3 +292,195 @@ def test_a_failed_capture_leaves_the_parameters_and_trains_eagerly(fake_graphs, 
     np.testing.assert_allclose(s2, s1, rtol=1e-12)
     for key, value in m1.state_dict().items():
         np.testing.assert_allclose(np.asarray(m2.state_dict()[key]), value, rtol=1e-12, err_msg=key)
+
+
+# ------------------------------------------------------ fit's loop: run_at, sums kept on the device
+def _fit_like(compiled, opt_name, X, y, batch, epochs, between=None):
+    """fit's inner loop: a fresh permutation each epoch, ``accumulate_at`` on device
+    index arrays, sums started from zeros each epoch and read after it. ``between(step,
+    model, opt, epoch)`` runs before each epoch after the first."""
+    model, opt = _setup(opt_name, dtype=X.dtype.name)
+    loss = losses.SoftmaxCrossEntropy()
+    metrics = [("accuracy", xpnet.metrics.correct_count)]
+    if compiled:
+        step = _compile.CompiledStep(model, loss, opt, strategy="cuda_graph", layers=list(model.layers),
+                                     metrics=metrics)
+        wrap = _fake
+    else:
+        step = _compile.EagerStep(model, loss, opt, metrics=metrics)
+        wrap = np.asarray
+    X, y = wrap(X), wrap(y)
+    rng = np.random.default_rng(5)
+    step.begin()
+    epoch_sums, handed_out = [], []
+    for epoch in range(epochs):
+        if between is not None and epoch:
+            between(step, model, opt, epoch)
+        sums = [np.zeros((), X.dtype), np.zeros((), X.dtype)]
+        perm = wrap(rng.permutation(len(X)))
+        batches = [None] if batch is None else [perm[i:i + batch] for i in range(0, len(X), batch)]
+        for idx in batches:
+            sums, _ = step.accumulate_at(X, y, idx, sums)
+        epoch_sums.append([float(s) for s in sums])
+        handed_out.append(sums)
+    return step, model, opt, epoch_sums, handed_out
+
+
+def _assert_same_training(eager, compiled, rtol=1e-12):
+    (_, m1, o1, s1, _), (_, m2, o2, s2, _) = eager, compiled
+    np.testing.assert_allclose(s2, s1, rtol=rtol)
+    for key, value in m1.state_dict().items():
+        np.testing.assert_allclose(np.asarray(m2.state_dict()[key]), value, rtol=rtol, err_msg=key)
+    assert o2.t == o1.t and type(o2.t) is int
+
+
+def _data(n, seed=3):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 6)), rng.integers(0, 3, n)
+
+
+@pytest.mark.parametrize("opt_name", ["adam", "sgd"])
+def test_fit_gathers_each_batch_inside_a_graph_captured_on_the_data_set(fake_graphs, opt_name):
+    """40 samples in batches of 16: two batch shapes, so two plans, each with the graph
+    its first step captured and the graph on the data set that fit replays; the
+    epoch's sums pass from one plan to the other and stay on the device."""
+    X, y = _data(40)
+    eager = _fit_like(False, opt_name, X, y, 16, 3)
+    compiled = _fit_like(True, opt_name, X, y, 16, 3)
+    _assert_same_training(eager, compiled)
+    plans = list(compiled[0]._plans.values())
+    assert len(plans) == 2 and all(len(p.bound) == 1 for p in plans)
+    assert all(g.launches == 0 for g in (p.graph for p in plans))  # fit never copies a batch in
+    assert sorted(g.launches for g in fake_graphs if g not in [p.graph for p in plans]) == [3, 6]
+
+
+def test_full_batch_training_reads_the_data_set_in_place(fake_graphs):
+    X, y = _data(24)
+    eager = _fit_like(False, "adam", X, y, None, 5)
+    compiled = _fit_like(True, "adam", X, y, None, 5)
+    _assert_same_training(eager, compiled)
+    (plan,) = compiled[0]._plans.values()
+    ((key, (graph, index)),) = plan.bound.items()
+    assert index is None and key[2] is None and graph.launches == 5
+
+
+def test_a_step_costs_the_host_one_write_of_the_indices(fake_graphs):
+    """What the host writes besides launching: the batch's indices each step, the
+    epoch's zeros into the accumulators at its first step, and lr or t only when they
+    changed (a schedule moved lr; t set from outside, as loading an optimizer
+    checkpoint does). The graph then trains with the new values, as eager does."""
+    X, y = _data(48)
+    writes = {}
+
+    def names(step):
+        (plan,) = step._plans.values()
+        ((_, (_, index)),) = plan.bound.items()
+        named = {id(plan.lr): "lr", id(plan.t): "t", id(plan.sums[0]): "sum", id(plan.sums[1]): "sum",
+                 id(index): "idx"}
+        return [named.get(id(a), "other") for a in HOST_WRITES]
+
+    def between(step, model, opt, epoch):
+        if step.strategy == "cuda_graph":
+            if epoch > 1:
+                writes[epoch - 1] = names(step)
+            HOST_WRITES.clear()
+        if epoch == 2:
+            opt.lr = opt.lr * 0.5
+        if epoch == 3:
+            opt.t = 1
+
+    eager = _fit_like(False, "adam", X, y, 16, 4, between)
+    compiled = _fit_like(True, "adam", X, y, 16, 4, between)
+    writes[3] = names(compiled[0])
+    _assert_same_training(eager, compiled)
+    steps = ["sum", "sum", "idx", "idx", "idx"]
+    assert writes == {1: steps, 2: ["lr", *steps], 3: ["t", *steps]}
+
+
+def test_sums_handed_out_keep_their_values_when_the_next_epoch_starts(fake_graphs):
+    X, y = _data(32)
+    step, _, _, epoch_sums, handed_out = _fit_like(True, "sgd", X, y, 16, 3)
+    (plan,) = step._plans.values()
+    assert [[float(s) for s in sums] for sums in handed_out] == epoch_sums
+    assert all(s is not a for sums in handed_out[:-1] for s, a in zip(sums, plan.sums, strict=True))
+    assert all(s is a for s, a in zip(handed_out[-1], plan.sums, strict=True))  # the live one
+
+
+def test_each_data_set_gets_its_own_graph_and_a_plan_keeps_two(fake_graphs):
+    """A graph reads the data set at the address it was captured on: another set (a
+    second fit on other data) needs its own capture, and the oldest is dropped."""
+    sets = [_data(32, seed) for seed in (3, 4, 5)]
+
+    def run(compiled):
+        results = []
+        step = model = None
+        for X, y in sets:
+            if step is None:
+                step, model, *_, sums, _ = _fit_like(compiled, "sgd", X, y, 16, 2)
+            else:
+                wrap = _fake if compiled else np.asarray
+                sums = [np.zeros((), X.dtype), np.zeros((), X.dtype)]
+                for idx in (wrap(np.arange(16)), wrap(np.arange(16, 32))):
+                    sums, _ = step.accumulate_at(wrap(X), wrap(y), idx, sums)
+                sums = [[float(s) for s in sums]]
+            results.append((sums, {k: np.asarray(v).copy() for k, v in model.state_dict().items()}))
+        return step, results
+
+    _, want = run(False)
+    step, got = run(True)
+    for (s1, p1), (s2, p2) in zip(want, got, strict=True):
+        np.testing.assert_allclose(s2, s1, rtol=1e-12)
+        for key, value in p1.items():
+            np.testing.assert_allclose(p2[key], value, rtol=1e-12, err_msg=key)
+    (plan,) = step._plans.values()
+    assert [key[0] for key in plan.bound] == [_compile._where(_fake(X)) for X, _ in sets[1:]]
+
+
+def test_a_failed_capture_on_the_data_set_falls_back_to_copying_batches_in(fake_graphs, monkeypatch):
+    """The first graph was captured; the one on the data set fails: fit goes on,
+    gathering each batch and copying it into the first graph's inputs, and says so."""
+    begin = FakeStream.begin_capture
+    calls = []
+
+    def second_fails(self):
+        calls.append(1)
+        if len(calls) == 2:
+            raise NotImplementedError("not capturable here")
+        begin(self)
+
+    monkeypatch.setattr(FakeStream, "begin_capture", second_fails)
+    X, y = _data(32)
+    eager = _fit_like(False, "adam", X, y, 16, 3)
+    with pytest.warns(RuntimeWarning, match="capture of the step on the data set failed .*not capturable"):
+        compiled = _fit_like(True, "adam", X, y, 16, 3)
+    _assert_same_training(eager, compiled)
+    (plan,) = compiled[0]._plans.values()
+    assert list(plan.bound.values()) == [False] and plan.graph.launches == 6
+    assert "not capturable here" in compiled[0].capture_error
+
+
+@pytest.mark.parametrize("batch_size, dropout", [(None, 0.0), (24, 0.3)])
+def test_fit_on_the_plan_trains_as_fit_on_the_eager_step(fake_graphs, monkeypatch, batch_size, dropout):
+    """The whole of fit (its permutations, index slices and sums) over the plan: the
+    NumPy device is given the cuda_graph strategy, and NumPy arrays their address."""
+    monkeypatch.setattr(_compile, "_where", lambda a: (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype))
+    build = _compile._CudaGraphPlan.__init__
+    # fit hands the plan NumPy arrays: their device is the string "cpu", not CuPy's context manager
+    monkeypatch.setattr(_compile._CudaGraphPlan, "__init__",
+                        lambda self, step, xb, yb: build(self, step, _fake(xb), _fake(yb)))
+    rng = np.random.default_rng(7)
+    X, y = rng.standard_normal((60, 6)), rng.integers(0, 3, 60)
+    runs = []
+    for strategy in ("eager", "cuda_graph"):
+        monkeypatch.setitem(xpnet.backend._COMPILE_STRATEGIES, "numpy", strategy)
+        model, opt = _setup("adam", dropout)
+        history = xpnet.fit(model, "cross_entropy", X, y, optimizer=opt, epochs=4, batch_size=batch_size, seed=2,
+                            progress=False)
+        assert history.params["compile"] == strategy
+        runs.append((history, model.state_dict()))
+    (h1, w1), (h2, w2) = runs
+    for key in h1.history:
+        np.testing.assert_allclose(h2[key], h1[key], rtol=1e-12, err_msg=key)
+    for key, value in w1.items():
+        np.testing.assert_allclose(np.asarray(w2[key]), value, rtol=1e-12, err_msg=key)
+    assert sum(g.launches for g in fake_graphs) == 4 * (1 if batch_size is None else 3)

@@ -21,7 +21,10 @@ The eager step (:class:`EagerStep`) is the readable reference::
   masks) and ``jax.jit``-ed, parameters and state donated; under ``fit`` the batch is
   gathered inside the program from the data set and host indices.
 - ``"cuda_graph"``: the eager step captured once as a CUDA graph over static buffers
-  (batch, masks, lr and t in device memory), replayed with ``graph.launch``. Its matrix
+  (batch, masks, lr and t in device memory), replayed with ``graph.launch``. Under
+  ``fit`` a second graph, captured on the data set, gathers each minibatch inside the
+  graph from a static index buffer, counts t and accumulates loss and metric sums on
+  the device: a step costs the host one copy of its indices and the launch. Its matrix
   products go through :func:`xpnet.backend.graph_matmul` (cuBLAS through ctypes), since
   CuPy refuses cuBLAS calls while a stream captures.
 - ``"eager"``: the eager step (torch, array-api-strict; and any model with a layer the
@@ -182,16 +185,20 @@ class CompiledStep(EagerStep):
         self._plans: dict[tuple, Any] = {}
         self._grad_buffers: dict[tuple[int, str], np.ndarray] = {}
         self._owned = False
-        #: why the last CUDA graph capture failed (that batch shape trains eagerly), or None
+        #: why the last CUDA graph capture failed, or None: that batch shape trains
+        #: eagerly, or (a capture on a data set in ``fit``) its batches are copied in
         self.capture_error: str | None = None
         # JAX gathers the minibatch inside the jitted step, from host indices: an eager
         # device slice and take cost more than the step's own dispatch
         self.host_indices = strategy == "jax"
 
     def accumulate_at(self, X: Any, y: Any, idx: Any, sums: list[Any]) -> tuple[list[Any], int]:
-        if not self.host_indices or idx is None:
+        # JAX gathers from host indices inside its program, a CUDA graph from device
+        # indices (and reads the whole set in place when idx is None)
+        gathers = self.strategy == "cuda_graph" or (self.host_indices and idx is not None)
+        if not gathers:
             return super().accumulate_at(X, y, idx, sums)
-        nb = idx.shape[0]
+        nb = X.shape[0] if idx is None else idx.shape[0]
         key = (type(X), (nb, *X.shape[1:]), X.dtype, (nb, *y.shape[1:]), y.dtype, self.model.training)
         plan = self._plans.get(key)
         if plan is not None:
@@ -292,6 +299,9 @@ class _EagerPlan:
 
     def run(self, xb: Any, yb: Any, sums: list[Any] | None) -> tuple[Any, Any]:
         return EagerStep._run(self.step, xb, yb, sums)
+
+    def run_at(self, X: Any, y: Any, idx: Any, sums: list[Any] | None) -> tuple[Any, Any]:
+        return self.run(_take(X, idx), _take(y, idx), sums)
 
 
 # ----------------------------------------------------------------------- NumPy plan
@@ -872,15 +882,37 @@ class _JaxPlan:
 
 
 # -------------------------------------------------------------------- CUDA graph plan
+def _where(a: Any) -> tuple[Any, ...]:
+    """What a CUDA graph bakes in of an array it reads: address, shape, strides, dtype.
+    An array that matches all four is read correctly by the graph, whichever object it is."""
+    return a.data.ptr, tuple(a.shape), tuple(a.strides), a.dtype
+
+
 class _CudaGraphPlan:
     """The eager step captured once as a CUDA graph over static buffers.
 
-    Batch, dropout masks, lr and t live in device memory the graph reads; before each
-    launch they are written in place. Temporaries come from a private memory pool that
-    only this graph uses, so replaying cannot overwrite anyone else's arrays. The
-    layers' own code is what is captured; only their matrix products go through
-    :func:`xpnet.backend.graph_matmul`, because CuPy refuses cuBLAS calls during capture.
+    Batch, dropout masks, lr and t live in device memory the graph reads; before a
+    launch the host writes only what changed (lr when a schedule moved it, t when it
+    was set from outside: the graph counts t itself). Temporaries come from a private
+    memory pool that only this plan's graphs use, so replaying cannot overwrite anyone
+    else's arrays. The layers' own code is what is captured; only their matrix products
+    go through :func:`xpnet.backend.graph_matmul`, because CuPy refuses cuBLAS calls
+    during capture.
+
+    Two kinds of graph share the static parameters and state. ``run(xb, yb)`` copies
+    the batch into static inputs and replays the first one. ``run_at(X, y, idx)``, what
+    ``fit`` calls, replays a graph captured on the data set itself: it gathers
+    ``X[idx], y[idx]`` inside the graph from a static index buffer (one copy of the
+    indices per step), or reads X and y whole for full-batch training.
+
+    Loss and metric sums accumulate inside the graph, in static 0-d arrays that the
+    step hands back as ``sums``: passed back in, they go on accumulating with no work
+    on the host. Any other ``sums`` (a new epoch's zeros) are copied in first; the list
+    handed out before is then given copies of its values, so it no longer changes.
     """
+
+    #: Graphs captured on data sets (``run_at``) that a plan keeps, most recent last.
+    BOUND_GRAPHS = 2
 
     def __init__(self, step: CompiledStep, xb: Any, yb: Any):
         import cupy
@@ -904,26 +936,44 @@ class _CudaGraphPlan:
             self.params = [p.value for p in self.traced.params]
             self.states = [dict(s) for s in opt.state]
             self._bound: list[dict[str, Any]] | None = None  # the state dicts last given to the optimizer
+            self._lr: float | None = None  # what self.lr and self.t hold, as the host last wrote or counted
+            self._t: int | None = None
+            self._live: list[Any] | None = None  # the sums list last handed out (self.sums' arrays)
             self.pool = cupy.cuda.MemoryPool()
             self.stream = cupy.cuda.Stream(non_blocking=True)
-            self.graph = self._capture(xb, yb)
+            #: graphs captured on data sets: (where X, where y, index dtype or None) ->
+            #: (graph, index buffer), or False where that capture failed
+            self.bound: OrderedDict[tuple, Any] = OrderedDict()
+            self.graph = self._capture(lambda: self._body(self.x, self.y), lambda: self._load(xb, yb))
 
-    def _body(self) -> None:
+    def _body(self, xb: Any, yb: Any) -> None:
         params, states, sums, value = self.traced(self.params, self.states, self.sums, self.t, self.lr,
-                                                  self.x, self.y, self.masks)
+                                                  xb, yb, self.masks)
         for static, new in zip(self.sums, sums, strict=True):
             static[...] = new
         self.value[...] = value
+        # the optimizer's step counted t on the device: the next replay reads it without
+        # the host writing it (its ``t += 1`` on the 0-d array is in place on CuPy)
+        new_t = self.step.optimizer.t
+        if new_t is not self.t:
+            self.t[...] = new_t
         self._store(params, states)
 
-    def _capture(self, xb: Any, yb: Any) -> Any:
+    def _capture(self, body: Callable[[], None], load: Callable[[], None]) -> Any:
         """Warm up on the real batch (labels index the logits: uninitialised ones could
-        read out of bounds), put parameters and state back, then capture the same body."""
+        read out of bounds), put back everything the body writes, then capture the same
+        body. ``load`` writes the graph's inputs for the warm-up."""
         cupy = self.cupy
         opt = self.step.optimizer
         t, lr = opt.t, opt.lr
-        self._load(xb, yb, masks=False)
-        saved = ([p.copy() for p in self.params], [{k: v.copy() for k, v in s.items()} for s in self.states])
+        self._prepare_scalars()
+        for static in self.masks:
+            # every unit kept: drawing the masks would advance xpnet's generator, and the
+            # first real step would then drop other units than the eager step does
+            static.fill(1)
+        load()
+        saved = ([p.copy() for p in self.params], [{k: v.copy() for k, v in s.items()} for s in self.states],
+                 [s.copy() for s in self.sums], self.t.copy())
         # the capture stream is non-blocking: it does not wait for the work queued above
         # on the current stream unless told to
         self.stream.wait_event(cupy.cuda.get_current_stream().record())
@@ -934,15 +984,16 @@ class _CudaGraphPlan:
                 # warm-up: compiles the kernels, sets up cuBLAS on this stream and fills
                 # the private pool, so that the capture mostly reuses its blocks (relaxed
                 # capture mode would allow a new cudaMalloc, but each one stays the graph's)
-                self._body()
-                self._store(*saved)
+                body()
+                opt.t = t
+                self._restore(saved)
                 # what the warm-up left (gradients, caches) back to the pool, for the
                 # capture to reuse
                 _drop_grads_and_caches(self.step)
                 self.stream.synchronize()
                 self.stream.begin_capture()
                 try:
-                    self._body()
+                    body()
                 except BaseException:
                     # leave capture mode, or the stream (and CuPy's later calls on it)
                     # stays unusable; the capture's own error is the one worth reporting
@@ -951,11 +1002,12 @@ class _CudaGraphPlan:
                     raise
                 graph = self.stream.end_capture()
         except BaseException:
-            # the step trains eagerly from here (CompiledStep._run): from the parameters
-            # it had, not from a half-run warm-up's; after the capture stream's own work
+            # the step trains eagerly from here (CompiledStep._run), or this data set
+            # with the batch copied in (run_at): from the values it had, not from a
+            # half-run warm-up's; after the capture stream's own work
             with contextlib.suppress(Exception):
                 self.stream.synchronize()
-            self._store(*saved)
+            self._restore(saved)
             raise
         finally:
             opt.t, opt.lr = t, lr
@@ -963,6 +1015,13 @@ class _CudaGraphPlan:
             # p.grad is None after a compiled step (as on JAX and after NumPy's fused SGD)
             _drop_grads_and_caches(self.step)
         return graph
+
+    def _restore(self, saved: tuple[Any, ...]) -> None:
+        params, states, sums, t = saved
+        self._store(params, states)
+        for static, value in zip(self.sums, sums, strict=True):
+            static[...] = value
+        self.t[...] = t
 
     def _store(self, params: list[Any], states: list[dict[str, Any]]) -> None:
         """Write parameter and optimizer-state values (a step's results, or saved
@@ -984,24 +1043,52 @@ class _CudaGraphPlan:
             p.value = static
         self.step.optimizer.state = self._bound = [dict(s) for s in self.states]
 
-    def _load(self, xb: Any, yb: Any, masks: bool = True) -> None:
-        """Write the batch, fresh dropout masks, lr and t into the graph's inputs (on
-        the current stream) and zero its accumulators. Without ``masks`` (the warm-up)
-        the masks keep every unit: drawing them would advance xpnet's generator, and
-        the first real step would then drop other units than the eager step does."""
-        opt = self.step.optimizer
+    def _load(self, xb: Any, yb: Any) -> None:
         self.x[...] = xb
         self.y[...] = yb
-        if masks:
-            for static, host in zip(self.masks, self.traced.masks(self.mask_shapes, self.dtype), strict=True):
-                static.set(host)
-        else:
-            for static in self.masks:
-                static.fill(1)
-        self.lr.fill(opt.lr)
-        self.t.fill(opt.t)
-        for static in self.sums:
-            static.fill(0)
+
+    def _prepare_scalars(self) -> None:
+        """lr and t into device memory, where they differ from what it holds."""
+        opt = self.step.optimizer
+        if opt.lr != self._lr:
+            self.lr.fill(opt.lr)
+            self._lr = opt.lr
+        if opt.t != self._t:
+            self.t.fill(opt.t)
+            self._t = opt.t
+
+    def _prepare(self, sums: list[Any] | None) -> None:
+        """Everything a launch reads that the host may have changed since the last one
+        (on the current stream): parameters and state replaced from outside, lr and t,
+        fresh dropout masks, and the accumulators unless ``sums`` is the list they
+        already hold."""
+        self.rebind()
+        self._prepare_scalars()
+        for static, host in zip(self.masks, self.traced.masks(self.mask_shapes, self.dtype), strict=True):
+            static.set(host)
+        if sums is not None and sums is self._live:
+            return
+        if self._live is not None:
+            # the list handed out last keeps its values, as copies: the arrays it held
+            # are about to start from other values
+            self._live[:] = [s.copy() for s in self._live]
+            self._live = None
+        if sums is not None:
+            for static, value in zip(self.sums, sums, strict=True):
+                static[...] = value
+            self._live = list(self.sums)
+
+    def _launch(self, graph: Any, sums: list[Any] | None) -> tuple[Any, Any]:
+        # on the current stream, after the inputs just written, before whatever reads
+        # the results: no events (capturing needs a stream of its own; replaying not)
+        graph.launch(self.cupy.cuda.get_current_stream())
+        opt = self.step.optimizer
+        opt.t += 1
+        self._t = opt.t
+        if sums is None:
+            return self.value.copy(), None
+        # the value is only read before the next launch (accumulate discards it)
+        return self.value, self._live
 
     def rebind(self) -> None:
         """Copy parameters and state that were replaced since the last step
@@ -1021,17 +1108,56 @@ class _CudaGraphPlan:
             self._bind()
 
     def run(self, xb: Any, yb: Any, sums: list[Any] | None) -> tuple[Any, Any]:
-        cupy, opt = self.cupy, self.step.optimizer
         with self.device:
-            self.rebind()
+            self._prepare(sums)
             self._load(xb, yb)
-            # on the current stream, after the inputs it just wrote, before whatever reads
-            # the results: no events (capturing needs a stream of its own; replaying not)
-            self.graph.launch(cupy.cuda.get_current_stream())
-            opt.t += 1
-            if sums is None:
-                return self.value.copy(), None
-            return self.value.copy(), [s + d for s, d in zip(sums, self.sums, strict=True)]
+            return self._launch(self.graph, sums)
+
+    def run_at(self, X: Any, y: Any, idx: Any, sums: list[Any] | None) -> tuple[Any, Any]:
+        """The step on ``X[idx], y[idx]`` (``idx`` a device index array, or None for the
+        whole set), replayed from a graph captured on X and y themselves."""
+        key = (_where(X), _where(y), None if idx is None else idx.dtype)
+        with self.device:
+            entry = self.bound.get(key)
+            if entry is None:
+                entry = self._capture_bound(key, X, y, idx)
+            if entry is False:
+                # this data set could not be captured: the batch is gathered here and
+                # copied into the first graph's inputs
+                return self.run(_take(X, idx), _take(y, idx), sums)
+            graph, index = entry
+            self._prepare(sums)
+            if index is not None:
+                index[...] = idx
+            self.bound.move_to_end(key)
+            return self._launch(graph, sums)
+
+    def _capture_bound(self, key: tuple, X: Any, y: Any, idx: Any) -> Any:
+        index = None if idx is None else self.cupy.empty_like(idx)
+
+        def body() -> None:
+            if index is None:
+                self._body(X, y)
+            else:
+                xp = array_namespace(X)
+                self._body(xp.take(X, index, axis=0), xp.take(y, index, axis=0))
+
+        def load() -> None:
+            if index is not None:
+                index[...] = idx
+
+        try:
+            entry = (self._capture(body, load), index)
+        except Exception as exc:  # noqa: BLE001 - any capture failure: the first graph still trains
+            self.step.capture_error = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"CUDA graph capture of the step on the data set failed ({self.step.capture_error}); "
+                          f"each batch is gathered and copied in before the step's graph", RuntimeWarning,
+                          stacklevel=5)
+            entry = False
+        self.bound[key] = entry
+        while len(self.bound) > self.BOUND_GRAPHS:
+            self.bound.popitem(last=False)
+        return entry
 
 
 _PLANS: dict[str, Any] = {"numpy": _NumpyPlan, "jax": _JaxPlan, "cuda_graph": _CudaGraphPlan}
