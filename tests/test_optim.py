@@ -331,3 +331,36 @@ def test_a_bad_schedule_state_is_named(state, exc, match):
     with pytest.raises(exc, match=match):
         schedule.load_state_dict(state)
     assert schedule.t == 0 and schedule.optimizer.lr == 0.5
+
+
+def test_adam_computes_its_coefficients_once_a_step(monkeypatch):
+    """A compiled step hands Adam t and lr as 0-d arrays (float64 device scalars in a
+    CUDA graph), where each coefficient costs a few kernels: they are computed once a
+    step (per dtype), not once per parameter, and give the update the floats give."""
+    calls = []
+    coefficient = optim._coefficient
+    monkeypatch.setattr(optim, "_coefficient", lambda value, like: calls.append(value) or coefficient(value, like))
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((8, 3)), rng.integers(0, 2, 8)
+    runs = []
+    for scalars in (False, True):
+        xpnet.seed(0)
+        model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).to(dtype="float64")  # four parameters
+        opt = optim.Adam(model.parameters(), lr=0.01, weight_decay=1e-3)
+        loss = losses.SoftmaxCrossEntropy()
+        calls.clear()
+        for _ in range(3):
+            loss.forward(model.forward(X), y)
+            model.backward_params(loss.backward())
+            if scalars:
+                t, lr = opt.t, opt.lr
+                opt.t, opt._lr = np.asarray(float(t)), np.asarray(lr)  # as _TracedStep binds them
+                opt.step()
+                opt.t, opt._lr = t + 1, lr
+            else:
+                opt.step()
+        runs.append([xpnet.to_numpy(p.value) for p in model.parameters()])
+        assert len(calls) == 6  # step size and eps, once a step
+    for got, want in zip(runs[1], runs[0], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-15)
+    assert opt._shared == {}  # nothing of a step (a trace's values) stays in the optimizer

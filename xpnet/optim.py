@@ -99,14 +99,22 @@ class Optimizer:
                 f"default) keeps its gradients inside. Run the model's forward and backward first, or "
                 f"train with compile=False to keep every gradient")
         self.t += 1
-        for p, state, grad in zip(self.params, self.state, grads, strict=False):
-            value = p.value
-            if grad.shape != value.shape:
-                raise ShapeError(f"{type(self).__name__}: the gradient of {p!r} has shape {tuple(grad.shape)}; "
-                                 f"{type(p.module).__name__}.backward must store one of the parameter's shape")
-            for key in self._state_names:
-                state[key] = _follow(state.get(key), value)
-            p.value = self._update(value, grad, state, p.decay)
+        # what every parameter's update shares this step (Adam's coefficients): with t
+        # and lr as device scalars (a CUDA graph) each is a few kernels, so once a step,
+        # not once a parameter; dropped after the step (it may hold a trace's values)
+        self._shared: dict[Any, Any] = {}
+        try:
+            for p, state, grad in zip(self.params, self.state, grads, strict=False):
+                value = p.value
+                if grad.shape != value.shape:
+                    raise ShapeError(f"{type(self).__name__}: the gradient of {p!r} has shape "
+                                     f"{tuple(grad.shape)}; {type(p.module).__name__}.backward must store one of "
+                                     f"the parameter's shape")
+                for key in self._state_names:
+                    state[key] = _follow(state.get(key), value)
+                p.value = self._update(value, grad, state, p.decay)
+        finally:
+            self._shared = {}
 
     def _update(self, w: Any, g: Any, state: dict[str, Any], decay: bool) -> Any:
         raise NotImplementedError
@@ -265,6 +273,16 @@ class Adam(Optimizer):
         m = self.beta1 * state["m"] + (1.0 - self.beta1) * g
         v = self.beta2 * state["v"] + (1.0 - self.beta2) * (g * g)
         state["m"], state["v"] = m, v
+        step, eps = self._coefficients(w)
+        return w - step * m / (xp.sqrt(v) + eps)
+
+    def _coefficients(self, like: Any) -> tuple[Any, Any]:
+        """This step's size and epsilon for parameters like ``like``, computed once per
+        step and dtype (:meth:`Optimizer.step` keeps them in ``_shared``)."""
+        key = ("adam", like.dtype)
+        shared = getattr(self, "_shared", {})
+        if key in shared:
+            return shared[key]
         # Algorithm 1's  lr * m_hat / (sqrt(v_hat) + eps)  equals
         # lr * c2 / (1 - beta1**t) * m / (sqrt(v) + eps * c2)  with c2 = sqrt(1 - beta2**t):
         # the epsilon-hat form with eps scaled, so both forms cost the same array ops.
@@ -272,9 +290,10 @@ class Adam(Optimizer):
         # stays on the device; eager Python floats keep math.sqrt's exact rounding.
         correction = 1.0 - self.beta2**self.t
         c2 = math.sqrt(correction) if isinstance(correction, float) else correction**0.5
-        eps = _coefficient(self.eps if self.eps_hat else self.eps * c2, w)
-        step = _coefficient(self.lr * c2 / (1.0 - self.beta1**self.t), w)
-        return w - step * m / (xp.sqrt(v) + eps)
+        eps = _coefficient(self.eps if self.eps_hat else self.eps * c2, like)
+        step = _coefficient(self.lr * c2 / (1.0 - self.beta1**self.t), like)
+        shared[key] = step, eps
+        return step, eps
 
     def get_config(self):
         return {"betas": (self.beta1, self.beta2), "eps": self.eps, "weight_decay": self.weight_decay,
