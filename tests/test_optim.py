@@ -333,10 +333,13 @@ def test_a_bad_schedule_state_is_named(state, exc, match):
     assert schedule.t == 0 and schedule.optimizer.lr == 0.5
 
 
-def test_adam_computes_its_coefficients_once_a_step(monkeypatch):
-    """A compiled step hands Adam t and lr as 0-d arrays (float64 device scalars in a
-    CUDA graph), where each coefficient costs a few kernels: they are computed once a
-    step (per dtype), not once per parameter, and give the update the floats give."""
+@pytest.mark.parametrize("make, per_step", [(lambda ps: optim.Adam(ps, lr=0.01, weight_decay=1e-3), 2),
+                                             (lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), 1)])
+def test_coefficients_are_computed_once_a_step(monkeypatch, make, per_step):
+    """A compiled step hands the optimizer t and lr as 0-d arrays (float64 device
+    scalars in a CUDA graph), where each coefficient costs a few kernels: they are
+    computed once a step (per dtype), not once per parameter, and give the update the
+    floats give (Adam: step size and eps; SGD: -lr)."""
     calls = []
     coefficient = optim._coefficient
     monkeypatch.setattr(optim, "_coefficient", lambda value, like: calls.append(value) or coefficient(value, like))
@@ -346,7 +349,7 @@ def test_adam_computes_its_coefficients_once_a_step(monkeypatch):
     for scalars in (False, True):
         xpnet.seed(0)
         model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).to(dtype="float64")  # four parameters
-        opt = optim.Adam(model.parameters(), lr=0.01, weight_decay=1e-3)
+        opt = make(model.parameters())
         loss = losses.SoftmaxCrossEntropy()
         calls.clear()
         for _ in range(3):
@@ -360,7 +363,7 @@ def test_adam_computes_its_coefficients_once_a_step(monkeypatch):
             else:
                 opt.step()
         runs.append([xpnet.to_numpy(p.value) for p in model.parameters()])
-        assert len(calls) == 6  # step size and eps, once a step
+        assert len(calls) == 3 * per_step
     for got, want in zip(runs[1], runs[0], strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-15)
-    assert opt._shared == {}  # nothing of a step (a trace's values) stays in the optimizer
+    assert opt._shared is None  # nothing of a step (a trace's values) stays in the optimizer

@@ -10,7 +10,7 @@ device, and follows the parameter if the model is moved with ``model.to``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from array_api_compat import device as _device
@@ -102,7 +102,7 @@ class Optimizer:
         # what every parameter's update shares this step (Adam's coefficients): with t
         # and lr as device scalars (a CUDA graph) each is a few kernels, so once a step,
         # not once a parameter; dropped after the step (it may hold a trace's values)
-        self._shared: dict[Any, Any] = {}
+        self._shared: dict[Any, Any] | None = {}
         try:
             for p, state, grad in zip(self.params, self.state, grads, strict=False):
                 value = p.value
@@ -114,10 +114,25 @@ class Optimizer:
                     state[key] = _follow(state.get(key), value)
                 p.value = self._update(value, grad, state, p.decay)
         finally:
-            self._shared = {}
+            self._shared = None
 
     def _update(self, w: Any, g: Any, state: dict[str, Any], decay: bool) -> Any:
         raise NotImplementedError
+
+    def _once(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()``, once per step: in a compiled step lr and t are device or traced
+        scalars, and every value made of them is kernels that would otherwise repeat for
+        each parameter."""
+        shared = getattr(self, "_shared", None)
+        if shared is None:  # an update outside step(): nothing to share it with
+            return compute()
+        if key not in shared:
+            shared[key] = compute()
+        return shared[key]
+
+    def _shared_coefficient(self, name: str, compute: Callable[[], Any], like: Any) -> Any:
+        """``_coefficient(compute(), like)``, once per step and dtype of ``like``."""
+        return self._once((name, like.dtype), lambda: _coefficient(compute(), like))
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters and state as host NumPy arrays and Python numbers (for
@@ -216,7 +231,7 @@ class SGD(Optimizer):
             v = self.momentum * state["velocity"] + g
             state["velocity"] = v
             g = g + self.momentum * v if self.nesterov else v
-        step = g * _coefficient(-self.lr, g)  # fresh: add w in place instead of allocating w - lr * g
+        step = g * self._shared_coefficient("-lr", lambda: -self.lr, g)  # fresh: add w in place below
         step += w
         return step
 
@@ -273,27 +288,21 @@ class Adam(Optimizer):
         m = self.beta1 * state["m"] + (1.0 - self.beta1) * g
         v = self.beta2 * state["v"] + (1.0 - self.beta2) * (g * g)
         state["m"], state["v"] = m, v
-        step, eps = self._coefficients(w)
+        step = self._shared_coefficient("step", lambda: self.lr * self._c2() / (1.0 - self.beta1**self.t), w)
+        eps = self._shared_coefficient("eps", lambda: self.eps if self.eps_hat else self.eps * self._c2(), w)
         return w - step * m / (xp.sqrt(v) + eps)
 
-    def _coefficients(self, like: Any) -> tuple[Any, Any]:
-        """This step's size and epsilon for parameters like ``like``, computed once per
-        step and dtype (:meth:`Optimizer.step` keeps them in ``_shared``)."""
-        key = ("adam", like.dtype)
-        shared = getattr(self, "_shared", {})
-        if key in shared:
-            return shared[key]
-        # Algorithm 1's  lr * m_hat / (sqrt(v_hat) + eps)  equals
-        # lr * c2 / (1 - beta1**t) * m / (sqrt(v) + eps * c2)  with c2 = sqrt(1 - beta2**t):
-        # the epsilon-hat form with eps scaled, so both forms cost the same array ops.
-        # A compiled step passes t (and lr) as traced or device scalars: `** 0.5` then
-        # stays on the device; eager Python floats keep math.sqrt's exact rounding.
-        correction = 1.0 - self.beta2**self.t
-        c2 = math.sqrt(correction) if isinstance(correction, float) else correction**0.5
-        eps = _coefficient(self.eps if self.eps_hat else self.eps * c2, like)
-        step = _coefficient(self.lr * c2 / (1.0 - self.beta1**self.t), like)
-        shared[key] = step, eps
-        return step, eps
+    def _c2(self) -> Any:
+        """sqrt(1 - beta2**t). Algorithm 1's  lr * m_hat / (sqrt(v_hat) + eps)  equals
+        lr * c2 / (1 - beta1**t) * m / (sqrt(v) + eps * c2): the epsilon-hat form with eps
+        scaled, so both forms cost the same array ops. A compiled step passes t (and lr)
+        as traced or device scalars: ``** 0.5`` then stays on the device; eager Python
+        floats keep math.sqrt's exact rounding."""
+        def compute() -> Any:
+            correction = 1.0 - self.beta2**self.t
+            return math.sqrt(correction) if isinstance(correction, float) else correction**0.5
+
+        return self._once("c2", compute)
 
     def get_config(self):
         return {"betas": (self.beta1, self.beta2), "eps": self.eps, "weight_decay": self.weight_decay,
