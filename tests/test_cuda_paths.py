@@ -74,31 +74,36 @@ def test_sklearn_sparse_weighted_fit_on_a_gpu_equals_the_cpu(device, solver):
     np.testing.assert_allclose(there.predict_proba(scipy_sparse.csr_matrix(X)), on_cpu.predict_proba(X), rtol=1e-9)
 
 
-def _fit_twice(compile):
-    """Full-batch training, then minibatches on another data set: two graphs captured on
-    data sets (the whole set read in place; batches gathered from device indices)."""
+def _fit_three_times(compile):
+    """Full-batch training, minibatches on another data set, then full-batch on fresh
+    data of the first set's shape (uploaded anew: it may land at the address the first
+    graph reads, which then reads it): graphs captured on data sets, replayed."""
     rng = np.random.default_rng(2)
     X1, y1 = rng.standard_normal((96, 5)), rng.integers(0, 3, 96)
     X2, y2 = rng.standard_normal((80, 5)), rng.integers(0, 3, 80)
+    X3, y3 = rng.standard_normal((96, 5)), rng.integers(0, 3, 96)
     with xpnet.using("cuda", dtype="float64"):
         xpnet.seed(0)
         model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3))
         opt = optim.Adam(model.parameters(), lr=1e-2)
-        h1 = xpnet.fit(model, "cross_entropy", X1, y1, optimizer=opt, epochs=6, progress=False, compile=compile)
-        h2 = xpnet.fit(model, "cross_entropy", X2, y2, optimizer=opt, epochs=4, batch_size=32, seed=1,
-                       progress=False, compile=compile)
-    return h1, h2, [xpnet.to_numpy(p.value) for p in model.parameters()]
+        histories = [xpnet.fit(model, "cross_entropy", X1, y1, optimizer=opt, epochs=6, batch_size=None,
+                               progress=False, compile=compile),
+                     xpnet.fit(model, "cross_entropy", X2, y2, optimizer=opt, epochs=4, batch_size=32, seed=1,
+                               progress=False, compile=compile),
+                     xpnet.fit(model, "cross_entropy", X3, y3, optimizer=opt, epochs=3, batch_size=None,
+                               progress=False, compile=compile)]
+    return histories, [xpnet.to_numpy(p.value) for p in model.parameters()]
 
 
 def test_fit_replays_graphs_captured_on_the_data_sets():
     _needs_gpu()
-    eager = _fit_twice(False)
+    eager = _fit_three_times(False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        compiled = _fit_twice("auto")
-    assert compiled[0].params["compile"] == compiled[1].params["compile"] == "cuda_graph"
-    for h_eager, h_compiled in zip(eager[:2], compiled[:2], strict=True):
+        compiled = _fit_three_times("auto")
+    assert [h.params["compile"] for h in compiled[0]] == ["cuda_graph"] * 3
+    for h_eager, h_compiled in zip(eager[0], compiled[0], strict=True):
         for key in h_eager.history:
             np.testing.assert_allclose(h_compiled[key], h_eager[key], rtol=1e-10, err_msg=key)
-    for got, want in zip(compiled[2], eager[2], strict=True):
+    for got, want in zip(compiled[1], eager[1], strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)

@@ -74,17 +74,20 @@ class FakeGraph:
     """Replays the captured body in Python. The real graph holds the addresses of the
     arrays it was captured on: each launch checks that they are still the plan's."""
 
-    def __init__(self, plan, body):
-        self.plan, self.body = plan, body
-        self.baked = ([id(a) for a in plan.params], [{k: id(v) for k, v in s.items()} for s in plan.states],
-                      id(plan.x), id(plan.y), [id(m) for m in plan.masks], id(plan.lr), id(plan.t))
+    def __init__(self, plan, body, inputs):
+        self.plan, self.body, self.inputs = plan, body, inputs
+        self.baked = self._arrays()
         self.launches = 0
+
+    def _arrays(self):
+        plan = self.plan
+        inputs = [id(getattr(plan, name)) for name in self.inputs]
+        return ([id(a) for a in plan.params], [{k: id(v) for k, v in s.items()} for s in plan.states],
+                inputs, [id(m) for m in plan.masks], id(plan.lr), id(plan.t), [id(s) for s in plan.sums])
 
     def launch(self, stream=None):
         plan = self.plan
-        now = ([id(a) for a in plan.params], [{k: id(v) for k, v in s.items()} for s in plan.states],
-               id(plan.x), id(plan.y), [id(m) for m in plan.masks], id(plan.lr), id(plan.t))
-        assert now == self.baked, "an array the graph was captured on was replaced"
+        assert self._arrays() == self.baked, "an array the graph was captured on was replaced"
         assert plan.t.dtype == plan.lr.dtype == np.float64
         opt = plan.step.optimizer
         t, lr = opt.t, opt._lr  # a replay runs no Python: the optimizer's own values stay
@@ -137,7 +140,7 @@ def _fake_cupy():
     cupy.zeros = lambda shape, dtype: _fake(np.zeros(shape, dtype))
     current = FakeStream()
     cupy.cuda = types.SimpleNamespace(
-        MemoryPool=lambda: types.SimpleNamespace(malloc=None),
+        MemoryPool=lambda allocator=None: types.SimpleNamespace(malloc=None, set_limit=lambda size: None),
         Stream=FakeStream,
         get_current_stream=lambda: current,
         using_allocator=lambda malloc: contextlib.nullcontext(),
@@ -170,7 +173,10 @@ def fake_graphs(monkeypatch):
             self.t[...] = before[4]
 
         capture(self, captured_or_run, load)
-        graphs.append(FakeGraph(self, body))
+        # the first graph (captured while self.graph is still None, on its new inputs)
+        # reads x and y; a graph on a data set reads X and y through its body
+        first = self.graph is None and self.x is not None
+        graphs.append(FakeGraph(self, body, ("x", "y") if first else ()))
         return graphs[-1]
 
     monkeypatch.setattr(_compile._CudaGraphPlan, "_capture", fake_capture)
@@ -349,9 +355,9 @@ def test_fit_gathers_each_batch_inside_a_graph_captured_on_the_data_set(fake_gra
     compiled = _fit_like(True, opt_name, X, y, 16, 3)
     _assert_same_training(eager, compiled)
     plans = list(compiled[0]._plans.values())
-    assert len(plans) == 2 and all(len(p.bound) == 1 for p in plans)
-    assert all(g.launches == 0 for g in (p.graph for p in plans))  # fit never copies a batch in
-    assert sorted(g.launches for g in fake_graphs if g not in [p.graph for p in plans]) == [3, 6]
+    assert len(plans) == 2 and all(len(p.on_data) == 1 for p in plans)
+    assert all(p.graph is None and p.x is None for p in plans)  # fit never copies a batch in
+    assert sorted(g.launches for g in fake_graphs) == [3, 6]
 
 
 def test_full_batch_training_reads_the_data_set_in_place(fake_graphs):
@@ -360,7 +366,7 @@ def test_full_batch_training_reads_the_data_set_in_place(fake_graphs):
     compiled = _fit_like(True, "adam", X, y, None, 5)
     _assert_same_training(eager, compiled)
     (plan,) = compiled[0]._plans.values()
-    ((key, (graph, index)),) = plan.bound.items()
+    ((key, (graph, index)),) = plan.on_data.items()
     assert index is None and key[2] is None and graph.launches == 5
 
 
@@ -374,7 +380,7 @@ def test_a_step_costs_the_host_one_write_of_the_indices(fake_graphs):
 
     def names(step):
         (plan,) = step._plans.values()
-        ((_, (_, index)),) = plan.bound.items()
+        ((_, (_, index)),) = plan.on_data.items()
         named = {id(plan.lr): "lr", id(plan.t): "t", id(plan.sums[0]): "sum", id(plan.sums[1]): "sum",
                  id(index): "idx"}
         return [named.get(id(a), "other") for a in HOST_WRITES]
@@ -433,41 +439,158 @@ def test_each_data_set_gets_its_own_graph_and_a_plan_keeps_two(fake_graphs):
         for key, value in p1.items():
             np.testing.assert_allclose(p2[key], value, rtol=1e-12, err_msg=key)
     (plan,) = step._plans.values()
-    assert [key[0] for key in plan.bound] == [_compile._where(_fake(X)) for X, _ in sets[1:]]
+    assert [key[0] for key in plan.on_data] == [_compile._where(_fake(X)) for X, _ in sets[1:]]
 
 
 def test_a_failed_capture_on_the_data_set_falls_back_to_copying_batches_in(fake_graphs, monkeypatch):
-    """The first graph was captured; the one on the data set fails: fit goes on,
-    gathering each batch and copying it into the first graph's inputs, and says so."""
+    """fit's first capture, on the data set, fails; the graph over static inputs is
+    captured instead: fit goes on, gathering each batch and copying it in, and says so."""
     begin = FakeStream.begin_capture
     calls = []
 
-    def second_fails(self):
+    def first_fails(self):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 1:
             raise NotImplementedError("not capturable here")
         begin(self)
 
-    monkeypatch.setattr(FakeStream, "begin_capture", second_fails)
+    monkeypatch.setattr(FakeStream, "begin_capture", first_fails)
     X, y = _data(32)
     eager = _fit_like(False, "adam", X, y, 16, 3)
     with pytest.warns(RuntimeWarning, match="capture of the step on the data set failed .*not capturable"):
         compiled = _fit_like(True, "adam", X, y, 16, 3)
     _assert_same_training(eager, compiled)
     (plan,) = compiled[0]._plans.values()
-    assert list(plan.bound.values()) == [False] and plan.graph.launches == 6
+    assert list(plan.on_data.values()) == [False] and plan.graph.launches == 6
     assert "not capturable here" in compiled[0].capture_error
 
 
-@pytest.mark.parametrize("batch_size, dropout", [(None, 0.0), (24, 0.3)])
-def test_fit_on_the_plan_trains_as_fit_on_the_eager_step(fake_graphs, monkeypatch, batch_size, dropout):
-    """The whole of fit (its permutations, index slices and sums) over the plan: the
-    NumPy device is given the cuda_graph strategy, and NumPy arrays their address."""
+def test_when_both_captures_fail_fit_trains_eagerly_with_one_warning(fake_graphs, monkeypatch):
+    def fails(self):
+        raise NotImplementedError("not capturable here")
+
+    monkeypatch.setattr(FakeStream, "begin_capture", fails)
+    X, y = _data(32)
+    eager = _fit_like(False, "sgd", X, y, 16, 3)
+    with pytest.warns(RuntimeWarning) as caught:
+        compiled = _fit_like(True, "sgd", X, y, 16, 3)
+    assert [str(w.message) for w in caught] == [
+        "CUDA graph capture failed (NotImplementedError: not capturable here); this batch shape trains with the "
+        "eager step"]
+    _assert_same_training(eager, compiled)
+    (plan,) = compiled[0]._plans.values()
+    assert plan.graph is False and list(plan.on_data.values()) == [False] and not fake_graphs
+
+
+def test_weights_loaded_before_a_new_data_set_are_the_ones_it_trains(fake_graphs):
+    """load_state_dict between steps, then the first step on another data set: its
+    capture warms up on the loaded weights, and keeps them."""
+    (X1, y1), (X2, y2) = _data(32, 3), _data(32, 4)
+    results = []
+    for compiled in (False, True):
+        step, model, opt, _, _ = _fit_like(compiled, "adam", X1, y1, 16, 1)
+        model.load_state_dict({k: np.asarray(v) * 0.5 for k, v in model.state_dict().items()})
+        wrap = _fake if compiled else np.asarray
+        sums = [np.zeros(()), np.zeros(())]
+        for idx in (wrap(np.arange(16)), wrap(np.arange(16, 32))):
+            sums, _ = step.accumulate_at(wrap(X2), wrap(y2), idx, sums)
+        results.append(([float(s) for s in sums], {k: np.asarray(v).copy() for k, v in model.state_dict().items()}))
+    (s1, w1), (s2, w2) = results
+    np.testing.assert_allclose(s2, s1, rtol=1e-12)
+    for key, value in w1.items():
+        np.testing.assert_allclose(w2[key], value, rtol=1e-12, err_msg=key)
+
+
+def test_sums_passed_back_with_an_element_replaced_are_copied_in(fake_graphs):
+    """The graph goes on accumulating only in the very arrays it handed out."""
+    X, y = _data(32)
+    results = []
+    for compiled in (False, True):
+        step, *_ = _fit_like(compiled, "sgd", X, y, 16, 1)
+        wrap = _fake if compiled else np.asarray
+        sums, _ = step.accumulate_at(wrap(X), wrap(y), wrap(np.arange(16)), [np.zeros(()), np.zeros(())])
+        sums[0] = np.zeros(())  # reset the loss sum, keep the list
+        sums, _ = step.accumulate_at(wrap(X), wrap(y), wrap(np.arange(16, 32)), sums)
+        results.append([float(s) for s in sums])
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-12)
+
+
+def test_an_interrupt_after_a_launch_makes_the_host_write_t_again(fake_graphs, monkeypatch):
+    """Ctrl-C between the launch and the host's count of t: the device's t is one
+    ahead of opt.t, so the next launch must not trust it."""
+    X, y = _data(32)
+    step, model, opt, _, _ = _fit_like(True, "adam", X, y, 16, 1)
+    (plan,) = step._plans.values()
+    ((_, (graph, _)),) = plan.on_data.items()
+    launch = FakeGraph.launch
+
+    def interrupted(self, stream=None):
+        launch(self, stream)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FakeGraph, "launch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        step.accumulate_at(_fake(X), _fake(y), _fake(np.arange(16)), [np.zeros(()), np.zeros(())])
+    monkeypatch.setattr(FakeGraph, "launch", launch)
+    HOST_WRITES.clear()
+    step.accumulate_at(_fake(X), _fake(y), _fake(np.arange(16)), [np.zeros(()), np.zeros(())])
+    assert any(a is plan.t for a in HOST_WRITES) and float(plan.t) == opt.t
+
+
+def test_the_graph_pool_never_frees_blocks_to_retry():
+    """Graphs keep using blocks their captures freed back to the pool: a failed
+    allocation must raise, not make CuPy's pool free those blocks and retry."""
+    class CUDARuntimeError(Exception):
+        def __init__(self, status):
+            self.status = status
+
+    class OutOfMemoryError(MemoryError):
+        pass
+
+    answers = []
+
+    def _malloc(size):
+        raise CUDARuntimeError(answers.pop())
+
+    made = {}
+
+    class MemoryPool:
+        def __init__(self, allocator=None):
+            made["allocator"] = allocator
+
+        def set_limit(self, size=None):
+            made["limit"] = size
+
+    cupy = types.SimpleNamespace(cuda=types.SimpleNamespace(
+        MemoryPool=MemoryPool,
+        memory=types.SimpleNamespace(_malloc=_malloc, OutOfMemoryError=OutOfMemoryError),
+        runtime=types.SimpleNamespace(CUDARuntimeError=CUDARuntimeError, errorMemoryAllocation=2)))
+    _compile._graph_pool(cupy)
+    assert made["limit"] == 0
+    answers.append(2)
+    with pytest.raises(OutOfMemoryError):  # not a CUDARuntimeError: CuPy's pool passes it on
+        made["allocator"](1024)
+    answers.append(700)  # any other failure is CuPy's to report
+    with pytest.raises(CUDARuntimeError):
+        made["allocator"](1024)
+
+
+@pytest.fixture
+def numpy_as_cuda(fake_graphs, monkeypatch):
+    """The NumPy device given the cuda_graph strategy (over the fake CuPy), and NumPy
+    arrays their address: fit and the command line run the plan end to end."""
     monkeypatch.setattr(_compile, "_where", lambda a: (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype))
     build = _compile._CudaGraphPlan.__init__
     # fit hands the plan NumPy arrays: their device is the string "cpu", not CuPy's context manager
     monkeypatch.setattr(_compile._CudaGraphPlan, "__init__",
                         lambda self, step, xb, yb: build(self, step, _fake(xb), _fake(yb)))
+    return fake_graphs
+
+
+@pytest.mark.parametrize("batch_size, dropout", [(None, 0.0), (24, 0.3)])
+def test_fit_on_the_plan_trains_as_fit_on_the_eager_step(numpy_as_cuda, monkeypatch, batch_size, dropout):
+    """The whole of fit (its permutations, index slices and sums) over the plan."""
+    fake_graphs = numpy_as_cuda
     rng = np.random.default_rng(7)
     X, y = rng.standard_normal((60, 6)), rng.integers(0, 3, 60)
     runs = []
@@ -484,3 +607,27 @@ def test_fit_on_the_plan_trains_as_fit_on_the_eager_step(fake_graphs, monkeypatc
     for key, value in w1.items():
         np.testing.assert_allclose(np.asarray(w2[key]), value, rtol=1e-12, err_msg=key)
     assert sum(g.launches for g in fake_graphs) == 4 * (1 if batch_size is None else 3)
+
+
+@pytest.mark.parametrize("fails, says", [
+    ((), "cuda_graph"),
+    ((1,), "cuda_graph (fit copies each batch in: the capture on the data set failed (NotImplementedError: no))"),
+    ((1, 2), "eager (CUDA graph capture failed (NotImplementedError: no))")])
+def test_info_says_which_captures_worked(numpy_as_cuda, monkeypatch, fails, says):
+    """``python -m xpnet info`` runs fit's path (a graph on the data set) and
+    compile_step's (the first graph); its row names what fell back."""
+    from xpnet import cli
+
+    monkeypatch.setitem(xpnet.backend._COMPILE_STRATEGIES, "numpy", "cuda_graph")
+    begin = FakeStream.begin_capture
+    calls = []
+
+    def failing(self):
+        calls.append(1)
+        if len(calls) in fails:
+            raise NotImplementedError("no")
+        begin(self)
+
+    monkeypatch.setattr(FakeStream, "begin_capture", failing)
+    assert cli._smoke(xpnet.backend.resolve_device("cpu")) == says
+    assert len(calls) == 2  # one capture on the data set, one over static inputs (or the attempts)

@@ -888,31 +888,56 @@ def _where(a: Any) -> tuple[Any, ...]:
     return a.data.ptr, tuple(a.shape), tuple(a.strides), a.dtype
 
 
+def _graph_pool(cupy: Any) -> Any:
+    """A memory pool for graph temporaries that never gives memory back on its own.
+
+    A captured graph keeps using the blocks its capture freed back to the pool. CuPy's
+    pool answers a failed cudaMalloc (or its byte limit) by freeing every free block
+    and trying again: those blocks would go back to the driver while graphs still
+    write to them. Here an allocation that fails raises OutOfMemoryError instead (the
+    capture then fails, and the step falls back), and the pool has no byte limit."""
+
+    def malloc(size: int) -> Any:
+        try:
+            return cupy.cuda.memory._malloc(size)
+        except cupy.cuda.runtime.CUDARuntimeError as exc:
+            if exc.status != cupy.cuda.runtime.errorMemoryAllocation:
+                raise
+            # not a CUDARuntimeError: the pool passes it on instead of freeing and retrying
+            raise cupy.cuda.memory.OutOfMemoryError(size, 0, 0) from exc
+
+    pool = cupy.cuda.MemoryPool(allocator=malloc)
+    pool.set_limit(size=0)  # CUPY_GPU_MEMORY_LIMIT would make the pool free blocks too
+    return pool
+
+
 class _CudaGraphPlan:
-    """The eager step captured once as a CUDA graph over static buffers.
+    """The eager step captured as CUDA graphs over static buffers, replayed.
 
-    Batch, dropout masks, lr and t live in device memory the graph reads; before a
-    launch the host writes only what changed (lr when a schedule moved it, t when it
-    was set from outside: the graph counts t itself). Temporaries come from a private
-    memory pool that only this plan's graphs use, so replaying cannot overwrite anyone
-    else's arrays. The layers' own code is what is captured; only their matrix products
-    go through :func:`xpnet.backend.graph_matmul`, because CuPy refuses cuBLAS calls
-    during capture.
+    Parameters, optimizer state, dropout masks, lr and t live in device memory the
+    graphs read; before a launch the host writes only what changed (lr when a schedule
+    moved it, t when it was set from outside: the graphs count t themselves).
+    Temporaries come from a private memory pool that only this plan's graphs use
+    (:func:`_graph_pool`), so replaying cannot overwrite anyone else's arrays. The
+    layers' own code is what is captured; only their matrix products go through
+    :func:`xpnet.backend.graph_matmul`, because CuPy refuses cuBLAS calls during capture.
 
-    Two kinds of graph share the static parameters and state. ``run(xb, yb)`` copies
-    the batch into static inputs and replays the first one. ``run_at(X, y, idx)``, what
-    ``fit`` calls, replays a graph captured on the data set itself: it gathers
-    ``X[idx], y[idx]`` inside the graph from a static index buffer (one copy of the
-    indices per step), or reads X and y whole for full-batch training.
+    Two kinds of graph share the static arrays, each captured at its first use.
+    ``run(xb, yb)`` copies the batch into static inputs and replays the first kind.
+    ``run_at(X, y, idx)``, what ``fit`` calls, replays a graph captured on the data set
+    itself: it gathers ``X[idx], y[idx]`` inside the graph from a static index buffer
+    (one copy of the indices per step), or reads X and y whole for full-batch training.
+    A capture that fails trains that batch shape with the eager step (one warning); a
+    capture on a data set that fails copies each of its batches in instead.
 
-    Loss and metric sums accumulate inside the graph, in static 0-d arrays that the
-    step hands back as ``sums``: passed back in, they go on accumulating with no work
-    on the host. Any other ``sums`` (a new epoch's zeros) are copied in first; the list
+    Loss and metric sums accumulate inside the graphs, in static 0-d arrays that the
+    step hands back as ``sums``: passed back in, they go on accumulating with no work on
+    the host. Any other ``sums`` (a new epoch's zeros) are copied in first; the list
     handed out before is then given copies of its values, so it no longer changes.
     """
 
     #: Graphs captured on data sets (``run_at``) that a plan keeps, most recent last.
-    BOUND_GRAPHS = 2
+    DATA_GRAPHS = 2
 
     def __init__(self, step: CompiledStep, xb: Any, yb: Any):
         import cupy
@@ -926,7 +951,7 @@ class _CudaGraphPlan:
         self.mask_shapes = _mask_shapes(step, xb)
         self.dtype = dtype_name(dtype)
         with self.device:
-            self.x, self.y = cupy.empty_like(xb), cupy.empty_like(yb)
+            self.x = self.y = None  # the first graph's inputs, made with it
             self.masks = [cupy.empty(s, dtype=dtype) for s in self.mask_shapes]
             # float64 whatever the model's dtype: the optimizer's coefficients (1 - beta2**t)
             # keep the digits the eager step's Python floats have (optim._coefficient)
@@ -939,12 +964,15 @@ class _CudaGraphPlan:
             self._lr: float | None = None  # what self.lr and self.t hold, as the host last wrote or counted
             self._t: int | None = None
             self._live: list[Any] | None = None  # the sums list last handed out (self.sums' arrays)
-            self.pool = cupy.cuda.MemoryPool()
+            self.pool = _graph_pool(cupy)
             self.stream = cupy.cuda.Stream(non_blocking=True)
-            #: graphs captured on data sets: (where X, where y, index dtype or None) ->
-            #: (graph, index buffer), or False where that capture failed
-            self.bound: OrderedDict[tuple, Any] = OrderedDict()
-            self.graph = self._capture(lambda: self._body(self.x, self.y), lambda: self._load(xb, yb))
+        self._bind()
+        #: the graph over the static inputs: None until run() first needs it, False
+        #: where its capture failed (the eager step then trains this batch shape)
+        self.graph: Any = None
+        #: graphs captured on data sets: (where X, where y, index dtype or None) ->
+        #: (graph, index buffer), or False where that capture failed
+        self.on_data: OrderedDict[tuple, Any] = OrderedDict()
 
     def _body(self, xb: Any, yb: Any) -> None:
         params, states, sums, value = self.traced(self.params, self.states, self.sums, self.t, self.lr,
@@ -966,6 +994,9 @@ class _CudaGraphPlan:
         cupy = self.cupy
         opt = self.step.optimizer
         t, lr = opt.t, opt.lr
+        # parameters or state replaced since the last step (load_state_dict) are the
+        # values to keep: the warm-up rebinds the static arrays
+        self.rebind()
         self._prepare_scalars()
         for static in self.masks:
             # every unit kept: drawing the masks would advance xpnet's generator, and the
@@ -977,7 +1008,7 @@ class _CudaGraphPlan:
         # the capture stream is non-blocking: it does not wait for the work queued above
         # on the current stream unless told to
         self.stream.wait_event(cupy.cuda.get_current_stream().record())
-        override = (_backend.namespace_override(self.x, matmul=self.matmul) if self.matmul is not None
+        override = (_backend.namespace_override(self.value, matmul=self.matmul) if self.matmul is not None
                     else contextlib.nullcontext())
         try:
             with cupy.cuda.using_allocator(self.pool.malloc), self.stream, _unvalidated(self.step.loss), override:
@@ -1002,9 +1033,9 @@ class _CudaGraphPlan:
                     raise
                 graph = self.stream.end_capture()
         except BaseException:
-            # the step trains eagerly from here (CompiledStep._run), or this data set
-            # with the batch copied in (run_at): from the values it had, not from a
-            # half-run warm-up's; after the capture stream's own work
+            # the step trains eagerly from here, or this data set with its batches copied
+            # in: from the values it had, not from a half-run warm-up's; after the
+            # capture stream's own work
             with contextlib.suppress(Exception):
                 self.stream.synchronize()
             self._restore(saved)
@@ -1043,10 +1074,6 @@ class _CudaGraphPlan:
             p.value = static
         self.step.optimizer.state = self._bound = [dict(s) for s in self.states]
 
-    def _load(self, xb: Any, yb: Any) -> None:
-        self.x[...] = xb
-        self.y[...] = yb
-
     def _prepare_scalars(self) -> None:
         """lr and t into device memory, where they differ from what it holds."""
         opt = self.step.optimizer
@@ -1060,18 +1087,19 @@ class _CudaGraphPlan:
     def _prepare(self, sums: list[Any] | None) -> None:
         """Everything a launch reads that the host may have changed since the last one
         (on the current stream): parameters and state replaced from outside, lr and t,
-        fresh dropout masks, and the accumulators unless ``sums`` is the list they
-        already hold."""
+        fresh dropout masks, and the accumulators unless ``sums`` is the list (with the
+        arrays) they were handed out as."""
         self.rebind()
         self._prepare_scalars()
         for static, host in zip(self.masks, self.traced.masks(self.mask_shapes, self.dtype), strict=True):
             static.set(host)
-        if sums is not None and sums is self._live:
+        live = self._live
+        if sums is not None and sums is live and all(a is b for a, b in zip(sums, self.sums, strict=True)):
             return
-        if self._live is not None:
+        if live is not None:
             # the list handed out last keeps its values, as copies: the arrays it held
             # are about to start from other values
-            self._live[:] = [s.copy() for s in self._live]
+            live[:] = [a.copy() if a is b else a for a, b in zip(live, self.sums, strict=True)]
             self._live = None
         if sums is not None:
             for static, value in zip(self.sums, sums, strict=True):
@@ -1079,10 +1107,13 @@ class _CudaGraphPlan:
             self._live = list(self.sums)
 
     def _launch(self, graph: Any, sums: list[Any] | None) -> tuple[Any, Any]:
+        opt = self.step.optimizer
+        # until the host has counted this step too, it does not know t on the device
+        # (a second Ctrl-C between the two would leave them apart)
+        self._t = None
         # on the current stream, after the inputs just written, before whatever reads
         # the results: no events (capturing needs a stream of its own; replaying not)
         graph.launch(self.cupy.cuda.get_current_stream())
-        opt = self.step.optimizer
         opt.t += 1
         self._t = opt.t
         if sums is None:
@@ -1107,57 +1138,88 @@ class _CudaGraphPlan:
         if changed:
             self._bind()
 
+    def _eager(self, xb: Any, yb: Any, sums: list[Any] | None) -> tuple[Any, Any]:
+        return EagerStep._run(self.step, xb, yb, sums)
+
     def run(self, xb: Any, yb: Any, sums: list[Any] | None) -> tuple[Any, Any]:
+        if self.graph is None:
+            self.graph = self._capture_first(xb, yb)
+        if self.graph is False:
+            return self._eager(xb, yb, sums)
         with self.device:
             self._prepare(sums)
-            self._load(xb, yb)
+            self.x[...] = xb
+            self.y[...] = yb
             return self._launch(self.graph, sums)
+
+    def _capture_first(self, xb: Any, yb: Any) -> Any:
+        """The graph over static inputs, or False (with a warning) if it cannot be captured."""
+        cupy = self.cupy
+        with self.device:
+            self.x, self.y = cupy.empty_like(xb), cupy.empty_like(yb)
+
+            def load() -> None:
+                self.x[...] = xb
+                self.y[...] = yb
+
+            try:
+                return self._capture(lambda: self._body(self.x, self.y), load)
+            except Exception as exc:  # noqa: BLE001 - a driver or CuPy version we have not met: train eagerly
+                self.x = self.y = None
+                self.step.capture_error = f"{type(exc).__name__}: {exc}"
+                warnings.warn(f"CUDA graph capture failed ({self.step.capture_error}); this batch shape "
+                              f"trains with the eager step", RuntimeWarning, stacklevel=6)
+                return False
 
     def run_at(self, X: Any, y: Any, idx: Any, sums: list[Any] | None) -> tuple[Any, Any]:
         """The step on ``X[idx], y[idx]`` (``idx`` a device index array, or None for the
         whole set), replayed from a graph captured on X and y themselves."""
         key = (_where(X), _where(y), None if idx is None else idx.dtype)
+        entry = self.on_data.get(key)
+        failed = None
+        if entry is None and self.graph is not False:
+            entry, failed = self._capture_on_data(X, y, idx)
+            self.on_data[key] = entry
+            while len(self.on_data) > self.DATA_GRAPHS:
+                self.on_data.popitem(last=False)
+        if not entry:
+            # no graph on this data set: the batch is gathered here, then copied into
+            # the first graph's inputs (or the eager step runs, if that graph failed too)
+            result = self.run(_take(X, idx), _take(y, idx), sums)
+            if failed is not None and self.graph is not False:
+                self.step.capture_error = failed
+                warnings.warn(f"CUDA graph capture of the step on the data set failed ({failed}); each of its "
+                              f"batches is gathered and copied in before the step's graph", RuntimeWarning,
+                              stacklevel=5)
+            return result
+        graph, index = entry
         with self.device:
-            entry = self.bound.get(key)
-            if entry is None:
-                entry = self._capture_bound(key, X, y, idx)
-            if entry is False:
-                # this data set could not be captured: the batch is gathered here and
-                # copied into the first graph's inputs
-                return self.run(_take(X, idx), _take(y, idx), sums)
-            graph, index = entry
             self._prepare(sums)
             if index is not None:
                 index[...] = idx
-            self.bound.move_to_end(key)
+            self.on_data.move_to_end(key)
             return self._launch(graph, sums)
 
-    def _capture_bound(self, key: tuple, X: Any, y: Any, idx: Any) -> Any:
-        index = None if idx is None else self.cupy.empty_like(idx)
+    def _capture_on_data(self, X: Any, y: Any, idx: Any) -> tuple[Any, str | None]:
+        """((graph, index buffer), None), or (False, why) if the capture failed."""
+        with self.device:
+            index = None if idx is None else self.cupy.empty_like(idx)
 
-        def body() -> None:
-            if index is None:
-                self._body(X, y)
-            else:
-                xp = array_namespace(X)
-                self._body(xp.take(X, index, axis=0), xp.take(y, index, axis=0))
+            def body() -> None:
+                if index is None:
+                    self._body(X, y)
+                else:
+                    xp = array_namespace(X)
+                    self._body(xp.take(X, index, axis=0), xp.take(y, index, axis=0))
 
-        def load() -> None:
-            if index is not None:
-                index[...] = idx
+            def load() -> None:
+                if index is not None:
+                    index[...] = idx
 
-        try:
-            entry = (self._capture(body, load), index)
-        except Exception as exc:  # noqa: BLE001 - any capture failure: the first graph still trains
-            self.step.capture_error = f"{type(exc).__name__}: {exc}"
-            warnings.warn(f"CUDA graph capture of the step on the data set failed ({self.step.capture_error}); "
-                          f"each batch is gathered and copied in before the step's graph", RuntimeWarning,
-                          stacklevel=5)
-            entry = False
-        self.bound[key] = entry
-        while len(self.bound) > self.BOUND_GRAPHS:
-            self.bound.popitem(last=False)
-        return entry
+            try:
+                return (self._capture(body, load), index), None
+            except Exception as exc:  # noqa: BLE001 - any capture failure: the first graph or eager still trains
+                return False, f"{type(exc).__name__}: {exc}"
 
 
 _PLANS: dict[str, Any] = {"numpy": _NumpyPlan, "jax": _JaxPlan, "cuda_graph": _CudaGraphPlan}

@@ -28,9 +28,10 @@ _INFO_DEVICES = (
 
 def _smoke(device: _backend.Device) -> str:
     """A tiny forward and backward pass (Linear, ReLU, cross-entropy) on ``device``,
-    then two training steps of the compiled step ``fit`` would use; returns that
-    step's strategy (``"numpy"``, ``"jax"``, ``"cuda_graph"``, ``"eager"``), or says
-    why it fell back to eager."""
+    then training steps of the compiled step ``fit`` would use, as ``fit`` runs them
+    (minibatches gathered by index) and as ``compile_step`` does; returns that step's
+    strategy (``"numpy"``, ``"jax"``, ``"cuda_graph"``, ``"eager"``), or says why it
+    fell back to eager or copies fit's batches in."""
     import numpy as np
 
     from . import _compile, losses, nn, optim
@@ -44,15 +45,22 @@ def _smoke(device: _backend.Device) -> str:
         if not np.isfinite(float(value)):
             raise FloatingPointError("non-finite loss")
         step = _compile.train_step(model, loss, optim.SGD(model.parameters(), lr=0.1))
+        order = np.array([1, 0])
+        idx = order if step.host_indices else _backend.asarray(order)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a failed capture's warning: the row says it
+            sums = [value * 0]
             for _ in range(2):
-                value = step(x, y)
-        if not np.isfinite(float(value)):
-            raise FloatingPointError("non-finite loss after two compiled steps")
+                sums, _ = step.accumulate_at(x, y, idx, sums)
+            value = step(x, y)
+        if not (np.isfinite(float(value)) and np.isfinite(float(sums[0]))):
+            raise FloatingPointError("non-finite loss after three compiled steps")
     failed = getattr(step, "capture_error", None)
     if failed:
-        return f"eager (CUDA graph capture failed ({failed}))"
+        plans = getattr(step, "_plans", {}).values()
+        if any(isinstance(p, _compile._EagerPlan) or getattr(p, "graph", None) is False for p in plans):
+            return f"eager (CUDA graph capture failed ({failed}))"
+        return f"{step.strategy} (fit copies each batch in: the capture on the data set failed ({failed}))"
     return step.strategy if step.note is None else f"eager ({step.note})"
 
 
