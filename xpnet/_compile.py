@@ -109,8 +109,8 @@ class EagerStep:
     ``step(xb, yb)`` returns the loss (0-d array); ``step.accumulate(xb, yb, sums)``
     also adds ``loss * batch`` and each metric's count to ``sums`` (0-d arrays) and
     returns the new sums. (A CUDA-graph step returns its own device accumulators,
-    which go on counting when that list is passed back in: read them before a step is
-    given other sums, which copies the old values out, or take copies.) ``grad_hooks`` run between backward and update with the
+    which go on counting while that list is passed back in; once the step is given
+    another list, the old one holds copies of its values and no longer changes.) ``grad_hooks`` run between backward and update with the
     optimizer's parameter handles (the seam for gradient allreduce). ``seam(model, n)``,
     a context manager around forward and backward (data-parallel fit's: it averages the
     gradients over ranks and agrees on faults when it closes), may see an empty shard
