@@ -53,6 +53,7 @@ from . import losses as _losses
 from . import metrics as _metrics
 from . import optim as _optim
 from . import random as _random
+from ._validate import _outside_xpnet
 from .backend import array_namespace, dtype_name
 from .errors import ShapeError
 from .nn import Dropout, Flatten, Identity, Linear, ReLU, Sequential, Sigmoid, Tanh
@@ -239,7 +240,7 @@ class CompiledStep(EagerStep):
             # eagerly rather than not at all, and say so
             self.capture_error = f"{type(exc).__name__}: {exc}"
             warnings.warn(f"CUDA graph capture failed ({self.capture_error}); this batch shape "
-                          f"trains with the eager step", RuntimeWarning, stacklevel=4)
+                          f"trains with the eager step", RuntimeWarning, stacklevel=_outside_xpnet())
             plan = _EagerPlan(self)
         result = plan.run(xb, yb, sums) if at is None else plan.run_at(*at, sums)
         self.compile_seconds += time.perf_counter() - start
@@ -1170,7 +1171,7 @@ class _CudaGraphPlan:
                 self.x = self.y = None
                 self.step.capture_error = f"{type(exc).__name__}: {exc}"
                 warnings.warn(f"CUDA graph capture failed ({self.step.capture_error}); this batch shape "
-                              f"trains with the eager step", RuntimeWarning, stacklevel=6)
+                              f"trains with the eager step", RuntimeWarning, stacklevel=_outside_xpnet())
                 return False
 
     def run_at(self, X: Any, y: Any, idx: Any, sums: list[Any] | None) -> tuple[Any, Any]:
@@ -1192,7 +1193,7 @@ class _CudaGraphPlan:
                 self.step.capture_error = failed
                 warnings.warn(f"CUDA graph capture of the step on the data set failed ({failed}); each of its "
                               f"batches is gathered and copied in before the step's graph", RuntimeWarning,
-                              stacklevel=5)
+                              stacklevel=_outside_xpnet())
             return result
         graph, index = entry
         with self.device:
