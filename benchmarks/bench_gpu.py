@@ -32,6 +32,9 @@ Contenders (same device, same data, one child process each):
   xpnet          xpnet.fit(..., epochs=1) with its defaults (compile="auto": the CUDA-graph
                  step on CuPy), one fit call per measured epoch
   xpnet_eager    the same with compile=False
+  xpnet_fused    xpnet with XPNET_FUSED_UPDATE=1: the CUDA-graph step's optimizer update as
+                 one fused in-place kernel per parameter (opt-in until this benchmark
+                 shows it pays; skipped on --device cpu)
   xpnet_jax      (extra) xpnet.fit on JAX's GPU ("jax:gpu"; "jax:cpu" with --device cpu):
                  the same layers traced and jax.jit-ed, the other compiled step a user
                  can pick on a GPU
@@ -87,7 +90,8 @@ SIZES = {"mnist": (784, 256, 128, 10), "digits": (64, 32, 10)}
 DIGITS_N = 1797
 LR = 0.1
 # the order of round 0: what the targets need first, so that a tight budget loses the extras
-CONTENDERS = ("gemm_floor", "torch_eager", "torch_graph", "xpnet", "xpnet_eager", "torch_compile", "xpnet_jax")
+CONTENDERS = ("gemm_floor", "torch_eager", "torch_graph", "xpnet", "xpnet_eager", "xpnet_fused", "torch_compile",
+              "xpnet_jax")
 CUDA_ONLY = ("torch_graph", "torch_compile")
 GRACE_S = 30.0  # how far past --max-seconds a running child may go before it is killed
 OPTIONAL = ("torch_compile", "xpnet_jax")  # dropped first from a round that would overrun --max-seconds
@@ -569,6 +573,15 @@ def xpnet_eager(case, X_host, y_host, dtype, device, seed) -> Runner:
     return _xpnet_runner(case, X_host, y_host, dtype, device, seed, compile=False)
 
 
+def xpnet_fused(case, X_host, y_host, dtype, device, seed) -> Runner:
+    """xpnet.fit with its defaults and the fused optimizer update (XPNET_FUSED_UPDATE=1,
+    read when the step is built; this child runs no other contender)."""
+    if device != "cuda":
+        raise _Skip("the fused update is CuPy's (XPNET_FUSED_UPDATE)")
+    os.environ["XPNET_FUSED_UPDATE"] = "1"
+    return _xpnet_runner(case, X_host, y_host, dtype, device, seed, compile="auto")
+
+
 def xpnet_jax(case, X_host, y_host, dtype, device, seed) -> Runner:
     """xpnet.fit with its defaults on JAX (the jitted step), on the GPU JAX sees."""
     return _xpnet_runner(case, X_host, y_host, dtype, device, seed, compile="auto", jax=True)
@@ -576,7 +589,7 @@ def xpnet_jax(case, X_host, y_host, dtype, device, seed) -> Runner:
 
 BUILDERS = {"gemm_floor": gemm_floor, "torch_eager": torch_eager, "torch_graph": torch_graph,
             "torch_compile": torch_compile, "xpnet": xpnet_fit, "xpnet_eager": xpnet_eager,
-            "xpnet_jax": xpnet_jax}
+            "xpnet_fused": xpnet_fused, "xpnet_jax": xpnet_jax}
 
 
 class _Skip(Exception):

@@ -42,7 +42,8 @@ checks)
         # the parts that never ran anywhere, first and alone: a failure here explains
         # the many that would follow in the suite
         timeout 300 python3 -m pytest -q -p no:cacheprovider -rs \
-            tests/test_graph_matmul.py tests/test_graph_plan.py tests/test_compile.py tests/test_cuda_paths.py
+            tests/test_graph_matmul.py tests/test_graph_plan.py tests/test_compile.py tests/test_cuda_paths.py \
+            tests/test_fused_update.py
         timeout 90 python3 -m xpnet train digits --device cuda --quiet
     } 2>&1 | tee "$stem-checks.txt"
     ;;

@@ -720,13 +720,15 @@ class _TracedStep:
     graph captures): parameters, optimizer state, t and lr go in, are bound into the
     model and optimizer, the layers' own code runs, and the new values come out."""
 
-    def __init__(self, step: CompiledStep, n: int):
+    def __init__(self, step: CompiledStep, n: int, update: Callable[[Any], None] | None = None):
         self.step = step
         # every parameter goes in as an argument, also those the optimizer leaves alone:
         # a trace then never mixes its own arrays with concrete ones
         self.params = step.model.parameters()
         self.dropouts = _active_dropouts(step.layers)
         self.nb = float(n)
+        #: ``update(optimizer)`` in place of ``optimizer.step()`` (a backend's fused update)
+        self.update = update
 
     def __call__(self, params, states, sums, t, lr, xb, yb, masks):
         step = self.step
@@ -740,7 +742,10 @@ class _TracedStep:
         out = self.forward(xb, masks)
         value = loss.forward(out, yb)
         model.backward_params(loss.backward())
-        opt.step()
+        if self.update is None:
+            opt.step()
+        else:
+            self.update(opt)
         new_sums = None
         if sums is not None:
             new_sums = [sums[0] + value * self.nb] + [c + fn(yb, out, step.threshold)
@@ -949,8 +954,12 @@ class _CudaGraphPlan:
         opt = step.optimizer
         dtype = xb.dtype
         self.device = xb.device
-        self.matmul = _backend.graph_matmul(step.model.device or _backend.device_of(xb))
-        self.traced = _TracedStep(step, xb.shape[0])
+        device = step.model.device or _backend.device_of(xb)
+        self.matmul = _backend.graph_matmul(device)
+        # SGD and Adam updated in place by one fused kernel per parameter, where the
+        # backend offers one (opt-in until measured on a GPU)
+        fused = _backend.fused_update(device) if type(opt) in (_optim.SGD, _optim.Adam) else None
+        self.traced = _TracedStep(step, xb.shape[0], update=fused)
         self.mask_shapes = _mask_shapes(step, xb)
         self.dtype = dtype_name(dtype)
         with self.device:
@@ -1061,11 +1070,14 @@ class _CudaGraphPlan:
         """Write parameter and optimizer-state values (a step's results, or saved
         copies to put back) into the static arrays the graph reads, and bind those to
         the model and optimizer."""
+        # an array the step left alone, or updated in place, is the static one itself
         for static, value in zip(self.params, params, strict=True):
-            static[...] = value
+            if value is not static:
+                static[...] = value
         for static, values in zip(self.states, states, strict=True):
             for key in static:
-                static[key][...] = values[key]
+                if values[key] is not static[key]:
+                    static[key][...] = values[key]
         self._bind()
 
     def _bind(self) -> None:

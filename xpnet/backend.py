@@ -946,6 +946,24 @@ def graph_matmul(device: Device) -> Callable[[Any, Any], Any] | None:
     return _cublas.matmul
 
 
+def fused_update(device: Device) -> Callable[[Any], None] | None:
+    """The CUDA-graph step's fused optimizer update on ``device``, or None.
+
+    ``update(optimizer)`` does ``optimizer.step()`` for SGD and Adam with one CuPy
+    ElementwiseKernel per parameter, updating parameters and state in place
+    (:mod:`xpnet._cuda_kernels`). Only on CuPy, and only with ``XPNET_FUSED_UPDATE=1``
+    in the environment until a GPU benchmark shows it pays (issue 6); the generic path,
+    the optimizers' own Array API code, is the reference it is tested against.
+    """
+    if device.backend != "cupy" or os.environ.get("XPNET_FUSED_UPDATE") != "1":
+        return None
+    import cupy
+
+    from . import _cuda_kernels
+
+    return _cuda_kernels.make(cupy)
+
+
 @functools.cache
 def host_blas(dtype_name: str) -> tuple[Callable[..., Any], Callable[..., Any]] | None:
     """BLAS ``(gemm, gemv)`` for host NumPy arrays of ``dtype_name`` (float32 or float64),

@@ -231,9 +231,13 @@ class SGD(Optimizer):
             v = self.momentum * state["velocity"] + g
             state["velocity"] = v
             g = g + self.momentum * v if self.nesterov else v
-        step = g * self._shared_coefficient("-lr", lambda: -self.lr, g)  # fresh: add w in place below
+        step = g * self._neg_lr(g)  # fresh: add w in place instead of allocating w - lr * g
         step += w
         return step
+
+    def _neg_lr(self, like: Any) -> Any:
+        """-lr as the coefficient of gradients like ``like`` (once per step and dtype)."""
+        return self._shared_coefficient("-lr", lambda: -self.lr, like)
 
     def get_config(self):
         return {"momentum": self.momentum, "weight_decay": self.weight_decay, "nesterov": self.nesterov}
@@ -288,9 +292,15 @@ class Adam(Optimizer):
         m = self.beta1 * state["m"] + (1.0 - self.beta1) * g
         v = self.beta2 * state["v"] + (1.0 - self.beta2) * (g * g)
         state["m"], state["v"] = m, v
-        step = self._shared_coefficient("step", lambda: self.lr * self._c2() / (1.0 - self.beta1**self.t), w)
-        eps = self._shared_coefficient("eps", lambda: self.eps if self.eps_hat else self.eps * self._c2(), w)
+        step, eps = self._step_and_eps(w)
         return w - step * m / (xp.sqrt(v) + eps)
+
+    def _step_and_eps(self, like: Any) -> tuple[Any, Any]:
+        """The step size and epsilon of this step for parameters like ``like`` (once per
+        step and dtype)."""
+        step = self._shared_coefficient("step", lambda: self.lr * self._c2() / (1.0 - self.beta1**self.t), like)
+        eps = self._shared_coefficient("eps", lambda: self.eps if self.eps_hat else self.eps * self._c2(), like)
+        return step, eps
 
     def _c2(self) -> Any:
         """sqrt(1 - beta2**t). Algorithm 1's  lr * m_hat / (sqrt(v_hat) + eps)  equals
