@@ -111,11 +111,13 @@ class EagerStep:
     also adds ``loss * batch`` and each metric's count to ``sums`` (0-d arrays) and
     returns the new sums. (A CUDA-graph step returns its own device accumulators,
     which go on counting while that list is passed back in; once the step is given
-    another list, the old one holds copies of its values and no longer changes.) ``grad_hooks`` run between backward and update with the
-    optimizer's parameter handles (the seam for gradient allreduce). ``seam(model, n)``,
-    a context manager around forward and backward (data-parallel fit's: it averages the
-    gradients over ranks and agrees on faults when it closes), may see an empty shard
-    (n = 0): the step then computes nothing, still updates, and adds nothing to the sums.
+    another list, the old one holds copies of its values and no longer changes.)
+
+    ``grad_hooks`` run between backward and update with the optimizer's parameter
+    handles (the seam for gradient allreduce). ``seam(model, n)``, a context manager
+    around forward and backward (data-parallel fit's: it averages the gradients over
+    ranks and agrees on faults when it closes), may see an empty shard (n = 0): the
+    step then computes nothing, still updates, and adds nothing to the sums.
     """
 
     strategy = "eager"
