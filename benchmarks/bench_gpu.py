@@ -34,7 +34,8 @@ Contenders (same device, same data, one child process each):
   xpnet_eager    the same with compile=False
   xpnet_fused    xpnet with XPNET_FUSED_UPDATE=1: the CUDA-graph step's optimizer update as
                  one fused in-place kernel per parameter (opt-in until this benchmark
-                 shows it pays; skipped on --device cpu)
+                 shows it pays; skipped on --device cpu). Plain SGD, as every contender:
+                 Adam, where the update is most of the step's kernels, is not measured
   xpnet_jax      (extra) xpnet.fit on JAX's GPU ("jax:gpu"; "jax:cpu" with --device cpu):
                  the same layers traced and jax.jit-ed, the other compiled step a user
                  can pick on a GPU
@@ -550,6 +551,13 @@ def _xpnet_runner(case: Case, X_host, y_host, dtype: str, device: str, seed: int
         # NaN/Inf pass over X, History): the step's share of the measured epoch
         info.setdefault("fit_times", []).append(sum(h.epoch_times))
         info["strategy"] = h.params.get("compile")
+        if compile == "auto" and not jax:
+            # what the step really ran: "cuda_graph" stays the strategy of a step whose
+            # capture failed and that trains eagerly (capture_error says why)
+            step = next(reversed(xn._compile._CACHE.values()))
+            info["capture_error"] = getattr(step, "capture_error", None)
+            info["fused_update"] = any(getattr(getattr(plan, "traced", None), "update", None) is not None
+                                       for plan in getattr(step, "_plans", {}).values())
         info["compile_seconds"] += h.params.get("compile_seconds", 0.0)
         info["last_loss"] = h["loss"][-1]
 
@@ -564,7 +572,9 @@ def _xpnet_runner(case: Case, X_host, y_host, dtype: str, device: str, seed: int
 
 
 def xpnet_fit(case, X_host, y_host, dtype, device, seed) -> Runner:
-    """xpnet.fit with its defaults (compile="auto")."""
+    """xpnet.fit with its defaults (compile="auto"; the fused update off, even if the
+    parent's environment turns it on: that is xpnet_fused)."""
+    os.environ["XPNET_FUSED_UPDATE"] = "0"
     return _xpnet_runner(case, X_host, y_host, dtype, device, seed, compile="auto")
 
 
@@ -981,6 +991,10 @@ def _step_note(slot: dict) -> str:
     for key in ("strategy", "compile_scope"):
         if last.get(key):
             bits.append(str(last[key]))
+    if last.get("fused_update"):
+        bits.append("fused update")
+    if last.get("capture_error"):
+        bits.append(f"capture failed: {last['capture_error'][:100]}".replace("\n", " "))
     if last.get("graphs"):
         bits.append(f"{last['graphs']} graph(s)")
     if last.get("eager_reason"):

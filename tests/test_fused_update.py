@@ -20,9 +20,10 @@ from test_graph_plan import _assert_same_training, _data, _fit_like, fake_graphs
 
 
 def numpy_kernel(name, lines, params_in, params_out):
-    """``cupy.ElementwiseKernel(params_in, params_out, body)`` for NumPy arrays: every
-    argument of type T is cast to the first argument's dtype (CuPy casts Python
-    scalars so), the lines run in order, and outputs are written in place."""
+    """``cupy.ElementwiseKernel(params_in, params_out, body)`` for NumPy arrays: Python
+    scalars for T parameters are cast to the first argument's dtype, as CuPy casts
+    them; an array (0-d too) must already have it, or CuPy refuses the call ("Type is
+    mismatched"). The lines run in order, and outputs are written in place."""
     names_in = [p.split()[1] for p in params_in.split(",")]
     names_out = [p.split()[1] for p in params_out.split(",")]
 
@@ -31,8 +32,13 @@ def numpy_kernel(name, lines, params_in, params_out):
         dtype = args[0].dtype
         env = {"sqrt": np.sqrt}
         for n, a in zip(names_in, args, strict=False):
-            env[n] = a if isinstance(a, np.ndarray) and a.ndim else np.asarray(a, dtype=dtype)
-            assert env[n].dtype == dtype, (n, env[n].dtype)
+            if isinstance(a, (np.ndarray, np.generic)):
+                # NumPy's 0-d results are scalars; CuPy's are 0-d arrays, whose dtype counts
+                assert a.dtype == dtype, f"{name}: {n} is {a.dtype}, T is {dtype}"
+                env[n] = np.asarray(a)
+            else:
+                assert type(a) in (int, float), (n, type(a))  # what CuPy casts to T
+                env[n] = np.asarray(a, dtype=dtype)
         outputs = dict(zip(names_out, args[len(names_in):], strict=True))
         env.update(outputs)
         for line in lines:
@@ -77,8 +83,9 @@ def _updates(make, dtype, fused, scalars, device="cpu", update=numpy_update):
         model.backward_params(loss.backward())
         t, lr = opt.t, opt.lr
         if scalars:
-            opt.t = xpnet.asarray(np.asarray(float(t)), device=device)
-            opt._lr = xpnet.asarray(np.asarray(lr), device=device)
+            opt.t = xpnet.asarray(np.asarray(float(t)), dtype="float64", device=device)
+            opt._lr = xpnet.asarray(np.asarray(lr), dtype="float64", device=device)
+            assert opt.t.dtype == opt._lr.dtype == np.float64  # as the CUDA-graph step binds them
         if fused:
             for p, state in zip(opt.params, opt.state, strict=True):  # what begin() makes for a plan
                 for key in opt._state_names:
@@ -144,6 +151,10 @@ def test_fit_with_the_fused_update_trains_as_the_eager_step(monkeypatch, name):
             history = xpnet.fit(model, "cross_entropy", X, y, optimizer=OPTIMIZERS[name](model.parameters()),
                                 epochs=5, batch_size=32, seed=1, progress=False, compile=compile)
         runs.append((history, [xpnet.to_numpy(p.value) for p in model.parameters()]))
+        if fused == "1":
+            step = next(reversed(_compile._CACHE.values()))  # the step this fit built
+            assert step.strategy == "cuda_graph" and step.capture_error is None
+            assert all(plan.traced.update is not None for plan in step._plans.values())
     (h1, w1), (h2, w2) = runs
     assert h2.params["compile"] == "cuda_graph"
     for key in h1.history:
@@ -170,6 +181,16 @@ def test_the_update_is_in_place():
     assert opt.t == 1 and opt._shared is None
 
 
+def test_a_gradient_of_another_shape_gets_the_optimizers_error():
+    """A kernel would broadcast a (3,) gradient over a (1, 3) parameter."""
+    model = nn.Sequential(nn.Linear(2, 3))
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    for p in opt.params:
+        p.module.grads[p.name] = np.zeros(p.shape[-1:])
+    with pytest.raises(xpnet.errors.ShapeError, match="the gradient of .* has shape"):
+        numpy_update(opt)
+
+
 def test_cuda_source_declares_the_temporary_and_ends_each_line():
     source = _cuda_kernels.cuda_source(_cuda_kernels.adam_lines(decay=True))
     assert source.splitlines() == ["T gg = g;", "gg = gg + wd * w;", "m = b1 * m + omb1 * gg;",
@@ -194,7 +215,9 @@ def test_the_plan_with_the_fused_update_trains_as_the_eager_step(fake_graphs, mo
     store = _compile._CudaGraphPlan._store
 
     def counting_store(self, params, states):
-        copies.append(sum(v is not s for v, s in zip(params, self.params, strict=True)))
+        copies.append(sum(v is not s for v, s in zip(params, self.params, strict=True))
+                      + sum(values[k] is not static[k] for values, static in zip(states, self.states, strict=True)
+                            for k in static))
         store(self, params, states)
 
     monkeypatch.setattr(_compile._CudaGraphPlan, "_store", counting_store)
@@ -204,5 +227,8 @@ def test_the_plan_with_the_fused_update_trains_as_the_eager_step(fake_graphs, mo
     _assert_same_training(eager, compiled)
     plans = list(compiled[0]._plans.values())
     assert all(p.traced.update is numpy_update for p in plans)
-    # the warm-ups' restores copy saved values back; the steps themselves copy nothing
-    assert copies.count(0) >= 2 * len(plans)
+    # every step (each plan's warm-up and capture, each replay) copies nothing back;
+    # only the restore after each warm-up copies saved values in
+    launches = sum(g.launches for g in fake_graphs)
+    assert launches == 9 and copies.count(0) == launches + 2 * len(plans)
+    assert len(copies) - copies.count(0) == len(plans)

@@ -86,8 +86,10 @@ def update(optimizer: Any, kernel: Callable[[str, list[str], str, str], Any]) ->
     tests, a NumPy stand-in that runs the same lines)."""
     from . import optim
 
-    if any(p.grad is None for p in optimizer.params):
-        optimizer.step()  # raises the optimizer's own MissingGradientError
+    if any(p.grad is None or p.grad.shape != p.value.shape for p in optimizer.params):
+        # the optimizer's own MissingGradientError or ShapeError (a kernel would
+        # broadcast a gradient of another shape, or refuse it less clearly)
+        optimizer.step()
         return
     optimizer.t += 1
     optimizer._shared = {}
