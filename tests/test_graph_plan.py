@@ -199,18 +199,22 @@ def _batches(n_steps, n=16, dtype="float64"):
     return [(rng.standard_normal((n, 6)).astype(dtype), rng.integers(0, 3, n)) for _ in range(n_steps)]
 
 
-def _steps(compiled, opt_name, batches, dropout=0.0, between=None, metric=xpnet.metrics.correct_count):
-    """Train over ``batches``; ``between(step, model, opt)`` runs after the first half."""
-    model, opt = _setup(opt_name, dropout, batches[0][0].dtype.name)
+def _make_step(compiled, opt_name, dropout=0.0, dtype="float64", metric=xpnet.metrics.correct_count):
+    """(step, model, optimizer, wrap): the CUDA-graph step over the fake CuPy, or the
+    eager reference; ``wrap`` makes an array of the kind the step takes."""
+    model, opt = _setup(opt_name, dropout, dtype)
     loss = losses.SoftmaxCrossEntropy()
     metrics = [("accuracy", metric)]
     if compiled:
         step = _compile.CompiledStep(model, loss, opt, strategy="cuda_graph", layers=list(model.layers),
                                      metrics=metrics)
-        wrap = _fake
-    else:
-        step = _compile.EagerStep(model, loss, opt, metrics=metrics)
-        wrap = np.asarray
+        return step, model, opt, _fake
+    return _compile.EagerStep(model, loss, opt, metrics=metrics), model, opt, np.asarray
+
+
+def _steps(compiled, opt_name, batches, dropout=0.0, between=None, metric=xpnet.metrics.correct_count):
+    """Train over ``batches``; ``between(step, model, opt)`` runs after the first half."""
+    step, model, opt, wrap = _make_step(compiled, opt_name, dropout, batches[0][0].dtype.name, metric)
     xpnet.seed(1)  # the dropout masks' draws
     step.begin()
     sums_all, values = [], []
@@ -305,16 +309,7 @@ def _fit_like(compiled, opt_name, X, y, batch, epochs, between=None):
     """fit's inner loop: a fresh permutation each epoch, ``accumulate_at`` on device
     index arrays, sums started from zeros each epoch and read after it. ``between(step,
     model, opt, epoch)`` runs before each epoch after the first."""
-    model, opt = _setup(opt_name, dtype=X.dtype.name)
-    loss = losses.SoftmaxCrossEntropy()
-    metrics = [("accuracy", xpnet.metrics.correct_count)]
-    if compiled:
-        step = _compile.CompiledStep(model, loss, opt, strategy="cuda_graph", layers=list(model.layers),
-                                     metrics=metrics)
-        wrap = _fake
-    else:
-        step = _compile.EagerStep(model, loss, opt, metrics=metrics)
-        wrap = np.asarray
+    step, model, opt, wrap = _make_step(compiled, opt_name, dtype=X.dtype.name)
     X, y = wrap(X), wrap(y)
     rng = np.random.default_rng(5)
     step.begin()
