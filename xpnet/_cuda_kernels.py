@@ -83,31 +83,26 @@ def make(cupy: Any) -> Callable[[Any], None]:
 def update(optimizer: Any, kernel: Callable[[str, list[str], str, str], Any]) -> None:
     """``optimizer.step()`` for SGD or Adam, one fused kernel per parameter, in place;
     ``kernel(name, lines, in_params, out_params)`` gives the compiled kernel (or, in
-    tests, a NumPy stand-in that runs the same lines)."""
+    tests, a NumPy stand-in that runs the same lines). The optimizer's own checks
+    (missing gradient, a gradient of another shape, which a kernel would broadcast),
+    step count and per-step coefficients are its ``_step``'s."""
     from . import optim
 
-    if any(p.grad is None or p.grad.shape != p.value.shape for p in optimizer.params):
-        # the optimizer's own MissingGradientError or ShapeError (a kernel would
-        # broadcast a gradient of another shape, or refuse it less clearly)
-        optimizer.step()
-        return
-    optimizer.t += 1
-    optimizer._shared = {}
-    try:
-        for p, state in zip(optimizer.params, optimizer.state, strict=True):
-            w, g = p.module.params[p.name], p.module.grads[p.name]
-            decay = bool(optimizer.weight_decay and p.decay)
-            wd = optimizer.weight_decay if decay else 0.0
-            if type(optimizer) is optim.SGD:
-                momentum = bool(optimizer.momentum)
-                lines = sgd_lines(decay, momentum, optimizer.nesterov)
-                outputs = (w, state["velocity"]) if momentum else (w,)
-                kernel("sgd", lines, SGD_IN, SGD_OUT if momentum else SGD_PLAIN_OUT)(
-                    g, optimizer._neg_lr(g), wd, optimizer.momentum, *outputs)
-            else:
-                step, eps = optimizer._step_and_eps(w)
-                kernel("adam", adam_lines(decay), ADAM_IN, ADAM_OUT)(
-                    g, step, eps, wd, optimizer.beta1, 1.0 - optimizer.beta1, optimizer.beta2,
-                    1.0 - optimizer.beta2, w, state["m"], state["v"])
-    finally:
-        optimizer._shared = None
+    sgd = type(optimizer) is optim.SGD
+
+    def apply(p: Any, w: Any, g: Any, state: dict[str, Any]) -> None:
+        decay = bool(optimizer.weight_decay and p.decay)
+        wd = optimizer.weight_decay if decay else 0.0
+        if sgd:
+            momentum = bool(optimizer.momentum)
+            lines = sgd_lines(decay, momentum, optimizer.nesterov)
+            outputs = (w, state["velocity"]) if momentum else (w,)
+            kernel("sgd", lines, SGD_IN, SGD_OUT if momentum else SGD_PLAIN_OUT)(
+                g, optimizer._neg_lr(g), wd, optimizer.momentum, *outputs)
+        else:
+            step, eps = optimizer._step_and_eps(w)
+            kernel("adam", adam_lines(decay), ADAM_IN, ADAM_OUT)(
+                g, step, eps, wd, optimizer.beta1, 1.0 - optimizer.beta1, optimizer.beta2,
+                1.0 - optimizer.beta2, w, state["m"], state["v"])
+
+    optimizer._step(apply)

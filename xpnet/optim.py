@@ -91,6 +91,16 @@ class Optimizer:
 
     def step(self) -> None:
         """Apply one update to every parameter."""
+
+        def apply(p: Any, w: Any, g: Any, state: dict[str, Any]) -> None:
+            p.value = self._update(w, g, state, p.decay)
+
+        self._step(apply)
+
+    def _step(self, apply: Callable[[Any, Any, Any, dict[str, Any]], None]) -> None:
+        """:meth:`step`'s checks, step count and per-step sharing around
+        ``apply(handle, w, g, state)`` for each parameter (the CUDA-graph step's fused
+        update applies in place: :mod:`xpnet._cuda_kernels`)."""
         grads = [p.grad for p in self.params]
         if any(g is None for g in grads):
             p = self.params[next(i for i, g in enumerate(grads) if g is None)]
@@ -112,7 +122,7 @@ class Optimizer:
                                      f"the parameter's shape")
                 for key in self._state_names:
                     state[key] = _follow(state.get(key), value)
-                p.value = self._update(value, grad, state, p.decay)
+                apply(p, value, grad, state)
         finally:
             self._shared = None
 
