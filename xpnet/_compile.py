@@ -1155,14 +1155,11 @@ class _CudaGraphPlan:
         if changed:
             self._bind()
 
-    def _eager(self, xb: Any, yb: Any, sums: list[Any] | None) -> tuple[Any, Any]:
-        return EagerStep._run(self.step, xb, yb, sums)
-
     def run(self, xb: Any, yb: Any, sums: list[Any] | None) -> tuple[Any, Any]:
         if self.graph is None:
             self.graph = self._capture_first(xb, yb)
         if self.graph is False:
-            return self._eager(xb, yb, sums)
+            return EagerStep._run(self.step, xb, yb, sums)
         with self.device:
             self._prepare(sums)
             self.x[...] = xb
