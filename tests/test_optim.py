@@ -8,6 +8,7 @@ import pytest
 
 import xpnet
 from xpnet import losses, nn, optim
+from xpnet.errors import ShapeError
 from xpnet.testing import assert_close
 
 RNG = np.random.default_rng(11)
@@ -367,3 +368,27 @@ def test_coefficients_are_computed_once_a_step(monkeypatch, make, per_step):
     for got, want in zip(runs[1], runs[0], strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-15)
     assert opt._shared is None  # nothing of a step (a trace's values) stays in the optimizer
+
+
+@pytest.mark.parametrize("name", ["sgd-momentum-wd", "adam"])
+def test_a_wrong_gradient_shape_changes_nothing(name):
+    """A backward that stores a gradient of the wrong shape for a later parameter is
+    named before any parameter moves: no half-applied step, and t still counts only
+    the steps that happened (Adam's bias correction depends on it)."""
+    model, opt, _ = _train(OPTIMIZERS[name], steps=2)
+    loss = losses.SoftmaxCrossEntropy()
+    loss.forward(model.forward(xpnet.asarray(X)), xpnet.asarray(Y))
+    model.backward(loss.backward())
+    before = [xpnet.to_numpy(p.value).copy() for p in model.parameters()]
+    states = [{k: xpnet.to_numpy(v).copy() for k, v in s.items()} for s in opt.state]
+    last = model.parameters()[-1]
+    last.module.grads[last.name] = last.module.grads[last.name][:1]
+    with pytest.raises(ShapeError, match=r"has shape \(1,\)"):
+        opt.step()
+    assert opt.t == 2
+    for p, want in zip(model.parameters(), before, strict=True):
+        np.testing.assert_array_equal(xpnet.to_numpy(p.value), want)
+    for state, want in zip(opt.state, states, strict=True):
+        assert state.keys() == want.keys()
+        for k in want:
+            np.testing.assert_array_equal(xpnet.to_numpy(state[k]), want[k])

@@ -108,18 +108,21 @@ class Optimizer:
                 f"{type(self).__name__}.step: {p!r} has no gradient; a compiled training step (fit's "
                 f"default) keeps its gradients inside. Run the model's forward and backward first, or "
                 f"train with compile=False to keep every gradient")
+        # every gradient checked before anything changes: a bad one found halfway would
+        # leave some parameters updated and t counted for a step that never happened
+        for p, grad in zip(self.params, grads, strict=True):
+            if grad.shape != p.value.shape:
+                raise ShapeError(f"{type(self).__name__}: the gradient of {p!r} has shape "
+                                 f"{tuple(grad.shape)}; {type(p.module).__name__}.backward must store one of "
+                                 f"the parameter's shape")
         self.t += 1
         # what every parameter's update shares this step (Adam's coefficients): with t
         # and lr as device scalars (a CUDA graph) each is a few kernels, so once a step,
         # not once a parameter; dropped after the step (it may hold a trace's values)
         self._shared: dict[Any, Any] | None = {}
         try:
-            for p, state, grad in zip(self.params, self.state, grads, strict=False):
+            for p, state, grad in zip(self.params, self.state, grads, strict=True):
                 value = p.value
-                if grad.shape != value.shape:
-                    raise ShapeError(f"{type(self).__name__}: the gradient of {p!r} has shape "
-                                     f"{tuple(grad.shape)}; {type(p.module).__name__}.backward must store one of "
-                                     f"the parameter's shape")
                 for key in self._state_names:
                     state[key] = _follow(state.get(key), value)
                 apply(p, value, grad, state)
