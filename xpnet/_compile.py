@@ -876,11 +876,18 @@ class _JaxPlan:
         step = self.step
         opt = step.optimizer
         t, lr = opt.t, opt.lr
+        values, states = [p.value for p in self.traced.params], opt.state
         masks = self.traced.masks(self.mask_shapes, self.dtype)
         try:
             with _unvalidated(step.loss):
-                params, states, sums, value = fn([p.value for p in self.traced.params], opt.state, sums,
-                                                 float(t), lr, *batch, masks)
+                params, states, sums, value = fn(values, states, sums, float(t), lr, *batch, masks)
+        except BaseException:
+            # a trace that raised left its tracers in the parameters and the optimizer:
+            # put back the arrays it was given, or every epoch trained so far is lost
+            for p, v in zip(self.traced.params, values, strict=True):
+                p.value = v
+            opt.state = states
+            raise
         finally:
             # the trace set traced values into these slots; lr was validated when set
             opt.t, opt._lr = t, lr
