@@ -508,3 +508,70 @@ def test_a_user_loss_that_returns_a_kept_gradient_array_is_not_written_to():
         runs[compile] = history.history["loss"]
         np.testing.assert_array_equal(loss._g, -np.ones(loss._g.shape) / loss._g.shape[0])
     np.testing.assert_allclose(runs["auto"], runs[False], rtol=1e-12)
+
+
+@pytest.mark.parametrize("device, compile", [("cpu", "auto"), ("cpu", False), ("jax", "auto")])
+def test_momentum_turned_on_between_fits_trains_like_an_optimizer_built_with_it(device, compile):
+    """docs/training.md: changing momentum between fit calls builds a new step. SGD
+    decided in its constructor whether it kept a velocity, so turning momentum on later
+    raised a bare KeyError('velocity') (on JAX, inside the trace)."""
+    _available(device)
+    X, y = _data(5)
+    runs = []
+    for later in (True, False):
+        with xpnet.using(device, dtype="float64"):
+            xpnet.seed(0)
+            model = _model(nn.ReLU, 0.0, 5)
+            opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.0 if later else 0.9)
+            if later:
+                xpnet.fit(model, "cross_entropy", X, y, optimizer=opt, epochs=1, batch_size=BATCH, seed=1,
+                          progress=False, compile=compile)
+                opt.momentum = 0.9
+                history = xpnet.fit(model, "cross_entropy", X, y, optimizer=opt, epochs=2, batch_size=BATCH, seed=2,
+                                    progress=False, compile=compile)
+                runs.append([xpnet.to_numpy(p.value) for p in model.parameters()])
+                assert opt.t == 12 and history["loss"][1] < history["loss"][0]
+            else:
+                # the reference, eager: a plain-SGD epoch, then a new optimizer with
+                # momentum, whose velocity starts from zeros
+                plain = optim.SGD(model.parameters(), lr=0.05)
+                xpnet.fit(model, "cross_entropy", X, y, optimizer=plain, epochs=1, batch_size=BATCH, seed=1,
+                          progress=False, compile=False)
+                xpnet.fit(model, "cross_entropy", X, y, optimizer=opt, epochs=2, batch_size=BATCH, seed=2,
+                          progress=False, compile=False)
+                runs.append([xpnet.to_numpy(p.value) for p in model.parameters()])
+    for got, want in zip(*runs, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_a_jax_trace_that_raises_leaves_the_trained_model_usable(monkeypatch):
+    """An error raised while the JAX step is traced (a user's loss or optimizer code)
+    left a tracer in every parameter and emptied the optimizer's state: evaluate, save
+    and every later fit failed, and the epochs trained so far were lost."""
+    _available("jax")
+    X, y = _data(5)
+    with xpnet.using("jax", dtype="float64"):
+        xpnet.seed(0)
+        model = _model(nn.ReLU, 0.0, 5)
+        opt = optim.Adam(model.parameters(), lr=1e-2)
+        xpnet.fit(model, "cross_entropy", X, y, optimizer=opt, epochs=2, batch_size=BATCH, progress=False)
+        before = [xpnet.to_numpy(p.value).copy() for p in model.parameters()]
+        state = [{k: xpnet.to_numpy(v).copy() for k, v in s.items()} for s in opt.state]
+        t = opt.t
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("a bug in the update")
+
+        monkeypatch.setattr(opt, "_update", broken)
+        opt.weight_decay = 1e-3  # a new step, traced again
+        with pytest.raises(RuntimeError, match="a bug in the update"):
+            xpnet.fit(model, "cross_entropy", X, y, optimizer=opt, epochs=1, batch_size=BATCH, progress=False)
+        monkeypatch.undo()
+        for p, want in zip(model.parameters(), before, strict=True):
+            np.testing.assert_array_equal(xpnet.to_numpy(p.value), want)
+        assert opt.t == t
+        for s, want in zip(opt.state, state, strict=True):
+            assert {k: xpnet.to_numpy(v).tolist() for k, v in s.items()} == {k: v.tolist() for k, v in want.items()}
+        xpnet.evaluate(model, "cross_entropy", X, y)
+        history = xpnet.fit(model, "cross_entropy", X, y, optimizer=opt, epochs=1, batch_size=BATCH, progress=False)
+        assert np.isfinite(history["loss"][0])

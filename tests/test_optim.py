@@ -277,6 +277,24 @@ def test_a_learning_rate_set_later_is_checked_too():
                   callbacks=[schedule], progress=False)
 
 
+@pytest.mark.parametrize(("make", "name", "value", "exc", "match"), [
+    (_sgd, "momentum", 1.5, ValueError, r"SGD: momentum must be a number in \[0, 1\), got 1.5"),
+    (_sgd, "weight_decay", float("nan"), ValueError, r"SGD: weight_decay must be a number >= 0, got nan"),
+    (_sgd, "nesterov", "yes", TypeError, r"SGD: nesterov must be True or False, got str"),
+    (lambda: optim.Adam(nn.Linear(2, 2).parameters()), "beta2", 1.0, ValueError, r"Adam: betas\[1\] must be"),
+    (lambda: optim.Adam(nn.Linear(2, 2).parameters()), "eps", 0.0, ValueError, r"Adam: eps must be a number > 0"),
+    (lambda: optim.Adam(nn.Linear(2, 2).parameters()), "eps_hat", 1, TypeError, r"Adam: eps_hat must be True"),
+])
+def test_hyperparameters_set_later_are_checked_too(make, name, value, exc, match):
+    """Scripts change hyperparameters between fit calls (docs/training.md); a bad value
+    is named where it is set and the old one stays."""
+    opt = make()
+    old = getattr(opt, name)
+    with pytest.raises(exc, match=match):
+        setattr(opt, name, value)
+    assert getattr(opt, name) == old
+
+
 def test_state_dict_round_trip():
     model, opt, _ = _train(OPTIMIZERS["adam"], steps=3)
     state = opt.state_dict()

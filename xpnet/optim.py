@@ -52,6 +52,29 @@ def _learning_rate(owner: str, lr: Any) -> float:
     return _validate.real(owner, "lr (the learning rate)", lr, low=0.0, low_open=True)
 
 
+class _Hyperparameter:
+    """An optimizer's number, checked whenever it is set: in the constructor and when a
+    script changes it between ``fit`` calls (``opt.momentum = 0.9``), so a bad value is
+    named where it is made, not found epochs later as a NaN model."""
+
+    def __init__(self, label: str | None = None, **rules: Any):
+        self.label, self.rules = label, rules
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.label = self.label or name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        return self if obj is None else obj.__dict__[self.name]
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        owner = type(obj).__name__
+        if self.rules.get("boolean"):
+            obj.__dict__[self.name] = _validate.boolean(owner, self.label, value)
+        else:
+            obj.__dict__[self.name] = _validate.real(owner, self.label, value, **self.rules)
+
+
 class Optimizer:
     """Base class: ``step()`` updates every parameter from its stored gradient.
 
@@ -224,18 +247,25 @@ class SGD(Optimizer):
     ``g + momentum * v`` as the step).
     """
 
-    _state_names = ()
+    momentum = _Hyperparameter(low=0.0, high=1.0, high_open=True)
+    weight_decay = _Hyperparameter(low=0.0)
+    nesterov = _Hyperparameter(boolean=True)
 
     def __init__(self, params: Any, lr: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0,
                  nesterov: bool = False):
         super().__init__(params, lr)
-        self.momentum = _validate.real("SGD", "momentum", momentum, low=0.0, high=1.0, high_open=True)
-        self.weight_decay = _validate.real("SGD", "weight_decay", weight_decay, low=0.0)
-        self.nesterov = _validate.boolean("SGD", "nesterov", nesterov)
-        if nesterov and self.momentum == 0.0:
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.nesterov = nesterov
+        if self.nesterov and self.momentum == 0.0:
             raise ValueError("SGD: nesterov=True needs momentum > 0, got momentum=0.0")
-        if self.momentum:
-            self._state_names = ("velocity",)
+
+    @property
+    def _state_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        # follows momentum, which a script may turn on between fit calls (the velocity
+        # then starts from zeros, as at the first step); with momentum 0, Nesterov's
+        # step is the plain one
+        return ("velocity",) if self.momentum else ()
 
     def _update(self, w, g, state, decay):
         if self.weight_decay and decay:
@@ -287,16 +317,19 @@ class Adam(Optimizer):
     """
 
     _state_names = ("m", "v")
+    beta1 = _Hyperparameter("betas[0]", low=0.0, high=1.0, high_open=True)
+    beta2 = _Hyperparameter("betas[1]", low=0.0, high=1.0, high_open=True)
+    eps = _Hyperparameter(low=0.0, low_open=True)
+    weight_decay = _Hyperparameter(low=0.0)
+    eps_hat = _Hyperparameter(boolean=True)
 
     def __init__(self, params: Any, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, eps_hat: bool = False):
         super().__init__(params, lr)
-        beta1, beta2 = _validate.pair("Adam", "betas", betas)
-        self.beta1 = _validate.real("Adam", "betas[0]", beta1, low=0.0, high=1.0, high_open=True)
-        self.beta2 = _validate.real("Adam", "betas[1]", beta2, low=0.0, high=1.0, high_open=True)
-        self.eps = _validate.real("Adam", "eps", eps, low=0.0, low_open=True)
-        self.weight_decay = _validate.real("Adam", "weight_decay", weight_decay, low=0.0)
-        self.eps_hat = _validate.boolean("Adam", "eps_hat", eps_hat)
+        self.beta1, self.beta2 = _validate.pair("Adam", "betas", betas)
+        self.eps = eps
+        self.weight_decay = weight_decay
+        self.eps_hat = eps_hat
 
     def _update(self, w, g, state, decay):
         xp = array_namespace(w)
