@@ -1306,11 +1306,13 @@ def cached_train_step(model: Any, loss: Any, optimizer: Any, **kwargs: Any) -> E
     optimizer and settings (a JAX step is then traced once, not once per call).
 
     Whatever a built step may have frozen is part of the key, so changing it between
-    calls builds a new step: the optimizer's and loss's configuration, and the model's
+    calls builds a new step: the optimizer's and loss's configuration, the parameters
+    the optimizer updates and which of them decay (``no_decay``), and the model's
     device, dtype, layers and their configuration (:func:`_model_signature`).
     """
     metrics = kwargs.get("metrics", ())
     key = (id(model), _model_signature(model), _loss_identity(loss), id(optimizer), repr(optimizer.get_config()),
+           tuple((id(p.module), p.name, p.decay) for p in optimizer.params),
            repr(loss.get_config()),
            kwargs.get("compile", "auto"), tuple((name, id(fn)) for name, fn in metrics),
            kwargs.get("threshold", 0.5), tuple(id(h) for h in kwargs.get("grad_hooks", ())))
