@@ -575,3 +575,26 @@ def test_a_jax_trace_that_raises_leaves_the_trained_model_usable(monkeypatch):
         xpnet.evaluate(model, "cross_entropy", X, y)
         history = xpnet.fit(model, "cross_entropy", X, y, optimizer=opt, epochs=1, batch_size=BATCH, progress=False)
         assert np.isfinite(history["loss"][0])
+
+
+@pytest.mark.parametrize("device", ["cpu", "jax"])
+def test_no_decay_changed_between_fits_is_not_frozen_in_a_reused_step(device):
+    """A JAX trace freezes which parameters decay; the step cache did not key on it, so
+    after ``layer.no_decay`` changed, a loss given by name reused the old step and kept
+    decaying the weights the user had just excluded."""
+    _available(device)
+    X, y = _data(5)
+    runs = []
+    for compile in ("auto", False):
+        with xpnet.using(device, dtype="float64"):
+            xpnet.seed(0)
+            model = _model(nn.ReLU, 0.0, 5)
+            opt = optim.SGD(model.parameters(), lr=0.1, weight_decay=0.5)
+            xpnet.fit(model, "cross_entropy", X, y, optimizer=opt, epochs=1, batch_size=BATCH, progress=False,
+                      compile=compile)
+            model.layers[1].no_decay = frozenset({"W", "b"})
+            xpnet.fit(model, "cross_entropy", X, y, optimizer=opt, epochs=3, batch_size=BATCH, progress=False,
+                      compile=compile)
+        runs.append([xpnet.to_numpy(p.value) for p in model.parameters()])
+    for got, want in zip(*runs, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)

@@ -410,3 +410,57 @@ def test_a_wrong_gradient_shape_changes_nothing(name):
         assert state.keys() == want.keys()
         for k in want:
             np.testing.assert_array_equal(xpnet.to_numpy(state[k]), want[k])
+
+
+def test_a_subclass_may_set_lr_per_parameter_inside_update():
+    """Layer-wise rates (LARS) set ``self.lr`` for each parameter inside ``_update``;
+    the coefficients shared once a step must follow it, not reuse the first one's."""
+
+    class Layerwise(optim.SGD):
+        def _update(self, w, g, state, decay):
+            base = self.lr
+            self.lr = base * (1 + w.shape[0])  # a different rate for each parameter shape
+            try:
+                return super()._update(w, g, state, decay)
+            finally:
+                self.lr = base
+
+    xpnet.seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)).to(dtype="float64")
+    for p in model.parameters():
+        p.module.grads[p.name] = xpnet.asarray(np.full(p.shape, 0.5), dtype="float64")
+    before = [xpnet.to_numpy(p.value).copy() for p in model.parameters()]
+    Layerwise(model.parameters(), lr=0.1).step()
+    for p, w0 in zip(model.parameters(), before, strict=True):
+        np.testing.assert_allclose(xpnet.to_numpy(p.value), w0 - 0.1 * (1 + w0.shape[0]) * 0.5, rtol=1e-15)
+
+
+@pytest.mark.parametrize("device", ["cpu", "jax", "torch", "strict"])
+def test_a_numpy_integer_step_count_set_by_hand_works_on_every_backend(device):
+    """``opt.t = np.int64(n)`` (a count read back from a NumPy file) reached torch's
+    astype as a NumPy scalar and raised; elsewhere it must keep float32 parameters."""
+    try:
+        xpnet.backend.resolve_device(device)
+    except Exception as exc:  # noqa: BLE001 - becomes the skip reason
+        pytest.skip(f"{device} unavailable: {exc}")
+    with xpnet.using(device, dtype="float32"):
+        xpnet.seed(0)
+        model = nn.Sequential(nn.Linear(5, 3))
+        opt = optim.Adam(model.parameters(), lr=0.01)
+        opt.t = np.int64(7)
+        loss = losses.SoftmaxCrossEntropy()
+        loss.forward(model.forward(xpnet.asarray(X)), xpnet.asarray(Y))
+        model.backward(loss.backward())
+        opt.step()
+    assert opt.t == 8
+    for p in model.parameters():
+        assert xpnet.backend.dtype_name(p.value.dtype) == "float32"
+
+
+def test_parameters_added_to_an_optimizer_after_construction_are_named():
+    model = nn.Sequential(nn.Linear(5, 3))
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    extra = nn.Linear(3, 3)
+    opt.params += extra.parameters()
+    with pytest.raises(ValueError, match=r"built over 2 parameters and now holds 4; build a new optimizer"):
+        opt.step()

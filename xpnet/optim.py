@@ -9,7 +9,9 @@ device, and follows the parameter if the model is moved with ``model.to``.
 
 from __future__ import annotations
 
+import functools
 import math
+import numbers
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -124,6 +126,10 @@ class Optimizer:
         """:meth:`step`'s checks, step count and per-step sharing around
         ``apply(handle, w, g, state)`` for each parameter (the CUDA-graph step's fused
         update applies in place: :mod:`xpnet._cuda_kernels`)."""
+        if len(self.state) != len(self.params):
+            raise ValueError(f"{type(self).__name__}.step: the optimizer was built over {len(self.state)} "
+                             f"parameters and now holds {len(self.params)}; build a new optimizer over "
+                             f"model.parameters() after adding or removing layers")
         grads = [p.grad for p in self.params]
         if any(g is None for g in grads):
             p = self.params[next(i for i, g in enumerate(grads) if g is None)]
@@ -156,15 +162,22 @@ class Optimizer:
         raise NotImplementedError
 
     def _once(self, key: Any, compute: Callable[[], Any]) -> Any:
-        """``compute()``, once per step: in a compiled step lr and t are device or traced
-        scalars, and every value made of them is kernels that would otherwise repeat for
-        each parameter."""
+        """``compute()``, once per step for the same lr, t and hyperparameters: in a
+        compiled step lr and t are device or traced scalars, and every value made of them
+        is kernels that would otherwise repeat for each parameter. A subclass that sets
+        ``self.lr`` per parameter inside ``_update`` (layer-wise rates) gets its own
+        value for each: lr, t and the numbers the coefficient is made of are in the key."""
         shared = getattr(self, "_shared", None)
         if shared is None:  # an update outside step(): nothing to share it with
             return compute()
+        key = (key, _scalar_key(self._lr), _scalar_key(self.t), self._hyperparameters())
         if key not in shared:
             shared[key] = compute()
         return shared[key]
+
+    def _hyperparameters(self) -> tuple[Any, ...]:
+        """The checked numbers (:class:`_Hyperparameter`) as they are now."""
+        return tuple(self.__dict__.get(name) for name in _hyperparameter_names(type(self)))
 
     def _shared_coefficient(self, name: str, compute: Callable[[], Any], like: Any) -> Any:
         """``_coefficient(compute(), like)``, once per step and dtype of ``like``."""
@@ -216,6 +229,17 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
 
+def _scalar_key(value: Any) -> Any:
+    """``value`` as part of a dict key: a number as itself, an array (a compiled step's
+    lr or t) by identity."""
+    return value if isinstance(value, numbers.Number) else ("array", id(value))
+
+
+@functools.cache
+def _hyperparameter_names(cls: type) -> tuple[str, ...]:
+    return tuple(name for klass in cls.__mro__ for name, v in vars(klass).items() if isinstance(v, _Hyperparameter))
+
+
 def _follow(state: Any, param: Any) -> Any:
     """State for ``param``: zeros at first; moved/cast if the model was moved since."""
     xp = array_namespace(param)
@@ -233,8 +257,13 @@ def _coefficient(value: Any, like: Any) -> Any:
     scalars, so that ``1 - beta2**t`` keeps its digits); such a coefficient is cast to
     ``like``'s dtype, as the float would be, or a 0-d float64 array would turn float32
     parameters into float64 ones."""
-    if type(value) in (int, float):  # not NumPy's scalars, which NumPy 2 does not treat as weak
+    if type(value) in (int, float):
         return value
+    if isinstance(value, numbers.Real):
+        # a NumPy scalar (``opt.t = np.int64(...)`` set by hand): as a Python float, which
+        # NumPy 2 treats as weak (a float64 scalar would make float32 parameters float64)
+        # and which every backend multiplies
+        return float(value)
     return array_namespace(like).astype(value, like.dtype)
 
 
