@@ -88,6 +88,48 @@ def test_use_persists_across_threads():
     assert seen == {"device": "strict", "dtype": "float64"}
 
 
+def test_using_blocks_in_parallel_threads_do_not_change_each_other():
+    """fit and the scikit-learn estimators run inside ``using(model.device)``; with a
+    process-global save-and-restore, two overlapping blocks in threads (a threaded
+    GridSearchCV) restored each other's "previous" device and left the user's default
+    changed. Each block's choice is now its own thread's."""
+    xpnet.use("strict:device1", dtype="float64")
+    inside = threading.Barrier(2)
+    first_left = threading.Event()
+    seen = {}
+
+    def work(name, device, dtype):
+        with xpnet.using(device, dtype=dtype):
+            inside.wait()  # both blocks entered
+            if name == "b":
+                first_left.wait()  # "a" has left its block meanwhile
+            seen[name] = (xpnet.current_device().name, xpnet.default_dtype())
+        if name == "a":
+            first_left.set()
+
+    threads = [threading.Thread(target=work, args=("a", "cpu", "float32")),
+               threading.Thread(target=work, args=("b", "strict", "float32"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"a": ("cpu", "float32"), "b": ("strict", "float32")}
+    assert (xpnet.current_device().name, xpnet.default_dtype()) == ("strict:device1", "float64")
+
+
+def test_use_inside_using_lasts_until_the_block_ends_for_every_thread():
+    xpnet.use("cpu", dtype="float32")
+    seen = []
+    with xpnet.using("strict"):
+        xpnet.use("strict:device1", dtype="float64")
+        assert xpnet.current_device().name == "strict:device1"
+        worker = threading.Thread(target=lambda: seen.append(xpnet.current_device().name))
+        worker.start()
+        worker.join()
+    assert seen == ["strict:device1"]
+    assert (xpnet.current_device().name, xpnet.default_dtype()) == ("cpu", "float32")
+
+
 def test_use_persists_between_calls():
     xpnet.use("strict:device1")
     xpnet.asarray([1.0, 2.0])  # unrelated work does not reset it

@@ -25,6 +25,7 @@ choice made in one notebook cell holds in the next.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import importlib
 import importlib.metadata
@@ -712,9 +713,30 @@ class _Settings:
 
 _settings = _Settings()
 
+class _Scope:
+    """What one :func:`using` block selected, and the module-level setting to put back
+    at its end if :func:`use` changed it inside the block."""
+
+    __slots__ = ("device", "dtype", "saved")
+
+    def __init__(self, device: Device, dtype: str):
+        self.device, self.dtype = device, dtype
+        self.saved: tuple[Device | None, str] | None = None
+
+
+#: The innermost :func:`using` block of this thread (or asyncio task), over ``_settings``.
+#: Context-local, so that a ``fit`` (or a scikit-learn estimator) in one thread, which
+#: runs inside ``using(model.device)``, never changes another thread's device: a
+#: process-global save-and-restore let two overlapping fits restore each other's
+#: "previous" device (a threaded GridSearchCV left the user's default changed).
+_scoped: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("xpnet_using", default=None)
+
 
 def current_device() -> Device:
     """The device new parameters and data go to (``XPNET_DEVICE`` or ``"cpu"`` at start)."""
+    scoped = _scoped.get()
+    if scoped is not None:
+        return scoped.device
     if _settings.device is None:
         _settings.device = resolve_device(os.environ.get("XPNET_DEVICE") or "cpu")
     return _settings.device
@@ -722,7 +744,8 @@ def current_device() -> Device:
 
 def default_dtype() -> str:
     """The default floating dtype name for new parameters and data (``"float32"``)."""
-    return _settings.dtype
+    scoped = _scoped.get()
+    return _settings.dtype if scoped is None else scoped.dtype
 
 
 def use(device: str | Device = "cpu", dtype: Any = None) -> Device:
@@ -735,14 +758,19 @@ def use(device: str | Device = "cpu", dtype: Any = None) -> Device:
             keeps the current default.
 
     Returns:
-        The resolved :class:`Device`. The choice is a module-level setting: it holds
-        until the next ``use`` (also across notebook cells).
+        The resolved :class:`Device`. The choice is a module-level setting for every
+        thread: it holds until the next ``use`` (also across notebook cells). Inside a
+        :func:`using` block it lasts until the block ends.
     """
     resolved = resolve_device(device)
-    if dtype is not None:
-        _settings.dtype = _float_dtype_name(dtype)
+    name = default_dtype() if dtype is None else _float_dtype_name(dtype)
     resolved._impl.activate(resolved)
-    _settings.device = resolved
+    scope = _scoped.get()
+    if scope is not None:
+        if scope.saved is None:
+            scope.saved = (_settings.device, _settings.dtype)
+        scope.device, scope.dtype = resolved, name
+    _settings.device, _settings.dtype = resolved, name
     return resolved
 
 
@@ -751,16 +779,29 @@ def using(device: str | Device | None = None, dtype: Any = None) -> Iterator[Dev
     """Context manager form of :func:`use`: restores the previous device and dtype
     on exit, also when the block raises.
 
+    The block's choice applies to the thread (or asyncio task) that entered it: other
+    threads keep theirs, so fits running in parallel threads cannot change each
+    other's device (a thread started inside the block starts from :func:`use`'s
+    module-level setting).
+
     >>> with xpnet.using("cpu", dtype="float64") as dev:
     ...     model = xpnet.nn.Linear(3, 2)      # float64 on NumPy
     """
-    previous = (_settings.device, _settings.dtype)
+    resolved = resolve_device(current_device() if device is None else device)
+    name = default_dtype() if dtype is None else _float_dtype_name(dtype)
+    resolved._impl.activate(resolved)
+    scope = _Scope(resolved, name)
+    token = _scoped.set(scope)
     try:
-        yield use(current_device() if device is None else device, dtype)
+        yield resolved
     finally:
-        _settings.device, _settings.dtype = previous
-        if previous[0] is not None:
-            previous[0]._impl.activate(previous[0])
+        _scoped.reset(token)
+        if scope.saved is not None:  # use() inside the block: its setting ends here
+            _settings.device, _settings.dtype = scope.saved
+        outer = _scoped.get()
+        active = outer.device if outer is not None else _settings.device
+        if active is not None:
+            active._impl.activate(active)
 
 
 def gpu_available() -> bool:
