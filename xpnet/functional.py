@@ -6,7 +6,9 @@ Forward functions come with the ``*_backward`` function that the layer classes i
 :mod:`xpnet.nn` and :mod:`xpnet.losses` call, so each formula exists once.
 
 Shapes: ``N`` is the batch size, ``D`` input features, ``M`` output features,
-``K`` classes; ``...`` means any leading shape.
+``K`` classes; ``...`` means any leading shape. The losses take targets in the
+predictions' dtype, or bool (one-hot rows from ``y[:, None] == classes``, 0/1 from
+``y > 0.5``), which counts as 0/1 in the predictions' dtype.
 """
 
 from __future__ import annotations
@@ -212,6 +214,14 @@ def _check_same_shape(name: str, pred: Array, target: Array, pred_name: str = "p
                      f"{tuple(target.shape)}; they must have the same shape{hint}")
 
 
+def _numeric(target: Array, like: Array) -> Array:
+    """Bool targets (one-hot rows from ``==``, 0/1 from ``>``) as 0/1 in ``like``'s dtype:
+    the losses' arithmetic is not defined on bool in the Array API standard."""
+    if dtype_name(target.dtype) != "bool":
+        return target
+    return array_namespace(target).astype(target, like.dtype)
+
+
 def nll_loss(log_probs: Array, target: Array) -> Array:
     """Mean over the batch of ``-sum(target * log_probs)``, with ``0 * log 0 = 0``: a
     class with probability 0 (a ``-inf`` logit) and target 0 adds nothing, as in
@@ -220,6 +230,7 @@ def nll_loss(log_probs: Array, target: Array) -> Array:
     Shapes: log_probs (N, K), target (N, K) one-hot or probabilities -> 0-d array.
     """
     _check_same_shape("nll_loss", log_probs, target, "log_probs")
+    target = _numeric(target, log_probs)
     xp = array_namespace(log_probs, target)
     log_probs = xp.where(target == 0, xp.zeros_like(log_probs), log_probs)
     return _batch_mean(-xp.sum(target * log_probs), log_probs.shape[0])
@@ -240,6 +251,7 @@ def softmax_cross_entropy_backward(logits: Array, target: Array, log_probs: Arra
     ``(softmax(logits) - target) / N``. Pass ``log_probs = log_softmax(logits)`` from
     the forward pass to skip recomputing the softmax. Shapes: (N, K), (N, K) -> (N, K)."""
     _check_same_shape("softmax_cross_entropy_backward", logits, target, "logits")
+    target = _numeric(target, logits)
     probs = softmax(logits) if log_probs is None else array_namespace(log_probs).exp(log_probs)
     probs -= target  # a fresh array: in place
     probs /= float(max(logits.shape[0], 1))
@@ -253,6 +265,7 @@ def cross_entropy(probs: Array, target: Array) -> Array:
     Shapes: probs (N, K), target (N, K) -> 0-d array.
     """
     _check_same_shape("cross_entropy", probs, target, "probabilities")
+    target = _numeric(target, probs)
     xp = array_namespace(probs, target)
     return _batch_mean(-xp.sum(target * xp.log(clip_probabilities(probs))), probs.shape[0])
 
@@ -265,6 +278,7 @@ def binary_cross_entropy(probs: Array, target: Array) -> Array:
     Shapes: probs (N, ...), target same shape -> 0-d array.
     """
     _check_same_shape("binary_cross_entropy", probs, target, "probabilities")
+    target = _numeric(target, probs)
     xp = array_namespace(probs, target)
     p = clip_probabilities(probs)
     per_elem = target * xp.log(p) + (1.0 - target) * xp.log(1.0 - p)
@@ -275,6 +289,7 @@ def binary_cross_entropy_backward(probs: Array, target: Array) -> Array:
     """Gradient of :func:`binary_cross_entropy` w.r.t. the probabilities:
     ``(p - t) / (p (1 - p)) / N`` with clipped ``p``. Shapes: (N, ...) -> (N, ...)."""
     _check_same_shape("binary_cross_entropy_backward", probs, target, "probabilities")
+    target = _numeric(target, probs)
     p = clip_probabilities(probs)
     return _batch_mean((p - target) / (p * (1.0 - p)), probs.shape[0])
 
@@ -286,6 +301,7 @@ def binary_cross_entropy_with_logits(logits: Array, target: Array) -> Array:
     Shapes: logits (N, ...), target same shape -> 0-d array.
     """
     _check_same_shape("binary_cross_entropy_with_logits", logits, target, "logits")
+    target = _numeric(target, logits)
     xp = array_namespace(logits, target)
     z = logits
     per_elem = xp.maximum(z, xp.zeros_like(z)) - z * target + xp.log1p(xp.exp(-xp.abs(z)))
@@ -296,6 +312,7 @@ def binary_cross_entropy_with_logits_backward(logits: Array, target: Array) -> A
     """Gradient of :func:`binary_cross_entropy_with_logits`: ``(sigmoid(z) - t) / N``.
     Shapes: (N, ...) -> (N, ...)."""
     _check_same_shape("binary_cross_entropy_with_logits_backward", logits, target, "logits")
+    target = _numeric(target, logits)
     return _batch_mean(sigmoid(logits) - target, logits.shape[0])
 
 
@@ -307,6 +324,7 @@ def mean_squared_error(pred: Array, target: Array) -> Array:
     Shapes: pred (N, ...), target same shape -> 0-d array.
     """
     _check_same_shape("mean_squared_error", pred, target, "predictions")
+    target = _numeric(target, pred)
     xp = array_namespace(pred, target)
     diff = pred - target
     return _batch_mean(0.5 * xp.sum(diff * diff), pred.shape[0])
@@ -315,4 +333,5 @@ def mean_squared_error(pred: Array, target: Array) -> Array:
 def mean_squared_error_backward(pred: Array, target: Array) -> Array:
     """Gradient of :func:`mean_squared_error`: ``(pred - target) / N``. Shapes: (N, ...) -> (N, ...)."""
     _check_same_shape("mean_squared_error_backward", pred, target)
+    target = _numeric(target, pred)
     return _batch_mean(pred - target, pred.shape[0])

@@ -28,11 +28,31 @@ from . import functional as F
 from .backend import array_namespace, check_same_device, dtype_name, to_numpy
 from .errors import LabelError, NonFiniteLossError, ShapeError
 
-__all__ = ["Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MeanSquaredError", "PoissonLoss", "get"]
+__all__ = ["Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MeanSquaredError", "PoissonLoss", "get",
+           "numeric_target"]
 
 
 def _is_integer(array: Any) -> bool:
     return dtype_name(array.dtype).startswith(("int", "uint"))
+
+
+def numeric_target(target: Any, dtype: Any = "float32") -> Any:
+    """Boolean targets as the numbers they stand for; any other dtype unchanged.
+
+    A NumPy comparison gives bool arrays, so ``y > 0.5`` (labels) and
+    ``y[:, None] == np.arange(K)`` (one-hot rows) are ordinary targets, as in
+    scikit-learn, where bool ``y`` has the classes False and True (0 and 1).
+
+    Shapes: bool (N,) -> int64 class labels (N,), False = 0 and True = 1 (binary labels
+    for every loss); bool (N, ...) -> 0/1 of the same shape in ``dtype`` (one-hot rows,
+    multi-label or per-output targets).
+    """
+    if dtype_name(target.dtype) != "bool":
+        return target
+    xp = array_namespace(target)
+    if target.ndim == 1:
+        return xp.astype(target, xp.int64)
+    return xp.astype(target, getattr(xp, dtype_name(dtype)))
 
 
 class Loss:
@@ -69,6 +89,7 @@ class Loss:
         name = type(self).__name__
         self._row_scale = None
         check_same_device(name, {"prediction": pred, "target": target})
+        target = numeric_target(target, pred.dtype)
         if pred.ndim < 1 or pred.shape[0] != target.shape[0]:
             raise ShapeError(
                 f"{name} got predictions of shape {tuple(pred.shape)} and targets of shape "
@@ -122,7 +143,8 @@ class Loss:
     def validate_target(self, pred_shape: tuple[int, ...], target: Any) -> None:
         """Raise :class:`~xpnet.errors.LabelError` if ``target`` cannot go with
         predictions of ``pred_shape`` (wrong width, labels out of range, values the
-        loss is not defined for). Reads the target's values back to the host once."""
+        loss is not defined for). Reads the target's values back to the host once.
+        Bool targets are checked as :func:`numeric_target` turns them into numbers."""
 
     def validate_prediction(self, pred: Any) -> None:
         """Raise ``ValueError`` if ``pred`` cannot be this loss's input (probabilities
@@ -181,6 +203,7 @@ class SoftmaxCrossEntropy(Loss):
 
     def validate_target(self, pred_shape, target):
         name = type(self).__name__
+        target = numeric_target(target)
         if len(pred_shape) != 2:
             raise ShapeError(f"{name} expects logits of shape (N, K), got {tuple(pred_shape)}")
         k = pred_shape[1]
@@ -275,6 +298,7 @@ class BinaryCrossEntropy(Loss):
 
     def validate_target(self, pred_shape, target):
         name = type(self).__name__
+        target = numeric_target(target)
         _check_target_shape(name, pred_shape, target.shape, "binary cross-entropy needs one 0/1 target per output")
         if _is_integer(target):
             _check_label_range(name, target, 2, "binary cross-entropy takes 0/1 labels")
@@ -374,6 +398,7 @@ class PoissonLoss(Loss):
     """
 
     def validate_target(self, pred_shape, target):
+        target = numeric_target(target)
         xp = array_namespace(target)
         valid = target >= 0  # False for NaN too
         rows = valid if valid.ndim == 1 else xp.all(xp.reshape(valid, (valid.shape[0], -1)), axis=1)

@@ -1,6 +1,7 @@
 """Classification metrics, computed on the device and returned as Python numbers.
 
-``y_true`` may be integer labels (N,) or one-hot (N, K); ``y_pred`` may be labels
+``y_true`` may be integer labels (N,) or one-hot (N, K), bool included (``y > 0.5``
+is classes 0/1, ``y[:, None] == classes`` one-hot rows); ``y_pred`` may be labels
 (N,), scores/probabilities (N, K) (argmax is taken) or a single output column
 (N, 1) / (N,) of probabilities or logits for binary problems (see ``threshold``).
 
@@ -37,6 +38,9 @@ def _labels(y: Any, threshold: float = 0.5) -> Any:
     """Integer labels (N,) from labels, one-hot or scores (N, K) (argmax), or one
     column of probabilities/logits (N,) or (N, 1) (compared with ``threshold``)."""
     xp = array_namespace(y)
+    if _backend.dtype_name(y.dtype) == "bool":
+        # one-hot rows from ``==`` or labels from ``>``; argmax of bool is not standard
+        y = xp.astype(y, xp.int32)
     if y.ndim == 2 and y.shape[1] > 1:
         return xp.argmax(y, axis=1)
     if y.ndim == 2:

@@ -90,7 +90,8 @@ def _to_device(model: Any, X: Any, y: Any, owner: str = "fit") -> tuple[Any, Any
     Xd = _backend.asarray(_validate.as_host(owner, "X", X), dtype=dtype, device=device)
     host_y = _validate.as_host(owner, "y", y, labels=True)
     floating = _backend.dtype_name(host_y.dtype) in _backend.FLOAT_DTYPES
-    yd = _backend.asarray(host_y, dtype=dtype if floating else None, device=device)
+    # bool y (y > 0.5, one-hot from ==) becomes labels or 0/1 once here, not every step
+    yd = _losses.numeric_target(_backend.asarray(host_y, dtype=dtype if floating else None, device=device), dtype)
     if Xd.shape[0] != yd.shape[0]:
         raise ValueError(f"{owner}: X has {Xd.shape[0]} samples but y has {yd.shape[0]}")
     return Xd, yd
@@ -250,6 +251,8 @@ def fit(
             ``"mse"``).
         X: inputs (N, ...) as host data or arrays of any backend.
         y: targets: integer labels (N,), one-hot (N, K), or floats for regression.
+            Bool works too: (N,) as classes 0/1 (``y > 0.5``), (N, K) as 0/1 values
+            (one-hot rows from ``y[:, None] == classes``); see ``losses.numeric_target``.
         optimizer: an :class:`xpnet.optim.Optimizer` over ``model.parameters()``, or
             ``"adam"`` (default, lr 1e-3) / ``"sgd"`` (lr 0.01).
         epochs: passes over the data.
@@ -419,7 +422,7 @@ def evaluate(model: Any, loss: Any, X: Any, y: Any, *, batch_size: int | None = 
         model: as :func:`fit`.
         loss: as :func:`fit`.
         X: inputs (N, ...).
-        y: targets (N,) labels, (N, K) one-hot or floats.
+        y: targets (N,) labels, (N, K) one-hot or floats; bool as in :func:`fit`.
         batch_size: samples per forward pass; ``None``: the whole set in one pass
             (as in ``fit`` and ``predict``).
         metrics: as :func:`fit`.

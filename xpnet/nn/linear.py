@@ -7,7 +7,7 @@ from typing import Any
 from .. import _validate
 from .. import functional as F
 from .. import init as _init
-from ..backend import Device, check_same_device, dtype_name
+from ..backend import FLOAT_DTYPES, Device, check_same_device, dtype_name
 from ..errors import DtypeMismatchError, ShapeError
 from .module import Module, check_gradient_device
 
@@ -75,10 +75,14 @@ class Linear(Module):
                 f"{self._name()} got input of shape {tuple(x.shape)}; expected (N, {self.in_features}){hint}"
             )
         if x.dtype != W.dtype:
+            have, want = dtype_name(x.dtype), dtype_name(W.dtype)
+            # a model computes in float32 or float64 only: int, bool or uint8 input
+            # (raw image bytes) has no model conversion to offer
+            other = (f" or the model with model.to(dtype='{have}')" if have in FLOAT_DTYPES
+                     else f" (a model computes in {' or '.join(FLOAT_DTYPES)} only, so it cannot take {have})")
             raise DtypeMismatchError(
-                f"{self._name()} has {dtype_name(W.dtype)} parameters but got {dtype_name(x.dtype)} input; "
-                f"convert the input with xpnet.asarray(x, dtype='{dtype_name(W.dtype)}') "
-                f"or the model with model.to(dtype='{dtype_name(x.dtype)}')"
+                f"{self._name()} has {want} parameters but got {have} input; "
+                f"convert the input with xpnet.asarray(x, dtype='{want}'){other}"
             )
         self._x = x
         return F.linear(x, W, self.params.get("b"))
