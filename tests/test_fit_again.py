@@ -221,3 +221,20 @@ def test_a_new_checkpoint_callback_on_a_trained_optimizer_warns_about_its_number
 def test_checkpoint_resume_arguments_are_checked(tmp_path, kwargs, error, match):
     with pytest.raises(error, match=match):
         ModelCheckpoint(tmp_path / "c.npz", save_best_only=True, **kwargs)
+
+
+def test_the_kept_optimizer_goes_away_with_the_model(monkeypatch):
+    import gc
+    import weakref
+    from collections import OrderedDict
+
+    from xpnet import _compile
+
+    monkeypatch.setattr(_compile, "_CACHE", OrderedDict())  # the step cache holds its models; this test's go with it
+    model = _model()
+    xpnet.fit(model, "cross_entropy", X, Y, epochs=1, progress=False)
+    refs = [weakref.ref(model), weakref.ref(model[0]), weakref.ref(xpnet.fit_optimizer(model))]
+    _compile._CACHE.clear()
+    del model
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None, None]
