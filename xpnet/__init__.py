@@ -25,7 +25,7 @@ from .backend import (
 from .history import History
 from .io import load, save
 from .random import seed
-from .training import evaluate, fit
+from .training import evaluate, fit, fit_optimizer
 from .variable import Variable
 
 __version__ = "0.1.0"
@@ -52,6 +52,7 @@ __all__ = [
     "callbacks",
     "fit",
     "evaluate",
+    "fit_optimizer",
     "compile_step",
     "distributed",
     "History",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -163,14 +164,30 @@ class ModelCheckpoint(Callback):
     :func:`xpnet.save` (atomic writes: an interrupted save leaves the last file intact).
 
     Args:
-        path: file path; may contain ``{epoch}`` (1-based) and any logged name, e.g.
-            ``"ckpt-{epoch:03d}-{val_loss:.3f}.npz"``.
-        save_best_only: only save when ``monitor`` improves.
+        path: file path; may contain ``{epoch}`` and any logged name, e.g.
+            ``"ckpt-{epoch:03d}-{val_loss:.3f}.npz"``. ``{epoch}`` counts from 1 and
+            carries on across ``fit`` calls (as :class:`LearningRateScheduler` counts),
+            so a second ``fit`` with the same callback writes new files instead of
+            overwriting the first ones under the wrong epoch.
+        save_best_only: only save when ``monitor`` improves on the best value this
+            callback has seen, in this ``fit`` call or an earlier one (Keras' rule).
         monitor: as :class:`EarlyStopping`.
         mode: as :class:`EarlyStopping`.
         save_optimizer: include the optimizer state, and the state of the run's
             :class:`LearningRateScheduler` (the checkpoint's ``schedule_state``), to
             resume training.
+        initial_epoch: epochs trained before this callback's first ``fit``: the first
+            file is epoch ``initial_epoch + 1``. To resume, pass the ``"epoch"`` that a
+            ModelCheckpoint file records in its metadata
+            (``xpnet.io.load_checkpoint(path).metadata["epoch"]``).
+        initial_value_threshold: with ``save_best_only``, the value to beat before the
+            first save (Keras' name), e.g. the ``"best"`` a ``save_best_only`` file
+            records in its metadata, so a resumed run does not replace the best file
+            with a worse first epoch. ``None``: the first epoch is saved.
+
+    Every file records ``metadata={"epoch": n}`` (the 1-based epoch it holds, counted
+    as ``{epoch}`` is); a ``save_best_only`` file also records ``"monitor"`` and
+    ``"best"`` (the value that made it the best).
 
     The folder of ``path`` must exist: ``fit`` checks it before training, and fills
     the path in once with sample values (epoch 1, every logged value 0.0) so that a
@@ -183,7 +200,8 @@ class ModelCheckpoint(Callback):
     """
 
     def __init__(self, path: str | os.PathLike[str], save_best_only: bool = False, monitor: str = "val_loss",
-                 mode: str = "auto", save_optimizer: bool = True):
+                 mode: str = "auto", save_optimizer: bool = True, initial_epoch: int = 0,
+                 initial_value_threshold: float | None = None):
         owner = "ModelCheckpoint"
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"{owner}: path must be a str or os.PathLike, got {type(path).__name__} {path!r}")
@@ -195,6 +213,10 @@ class ModelCheckpoint(Callback):
         self.save_optimizer = _validate.boolean(owner, "save_optimizer", save_optimizer)
         self.monitor_name = _monitor_name(owner, monitor)
         self.mode = _validate.choice(owner, "mode", mode, _MODES)
+        self.epoch = _validate.integer(owner, "initial_epoch", initial_epoch, minimum=0)  # epochs counted so far
+        self.initial_value_threshold = _validate.real(owner, "initial_value_threshold", initial_value_threshold,
+                                                      allow_none=True)
+        self._tracker: _Monitor | None = None  # made at the first fit and kept: the best seen in every fit
         self.saved: list[str] = []
 
     def _check_logs(self, names: frozenset[str], has_validation: bool) -> None:
@@ -208,7 +230,7 @@ class ModelCheckpoint(Callback):
         # Formatted once with values of the kinds each epoch brings (epoch an int, the logs floats), so that a
         # format spec the values do not take fails here rather than after the first epoch.
         try:
-            first = self.path.format(**dict.fromkeys(names, 0.0), epoch=1)
+            first = self.path.format(**dict.fromkeys(names, 0.0), epoch=self.epoch + 1)
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
             raise ValueError(f"ModelCheckpoint: path {self.path!r} cannot be filled in: {type(exc).__name__}: "
                              f"{exc}. Each epoch formats it with epoch (an int counted from 1) and the logged "
@@ -238,23 +260,40 @@ class ModelCheckpoint(Callback):
                              f"{needs}")
         first_folder = os.path.dirname(first)
         if not os.path.isdir(first_folder):
-            raise FileNotFoundError(f"ModelCheckpoint: cannot save epoch 1 to {first!r}: folder {first_folder!r} "
+            raise FileNotFoundError(f"ModelCheckpoint: cannot save epoch {self.epoch + 1} to {first!r}: folder "
+                                    f"{first_folder!r} "
                                     f"does not exist. {needs}")
 
     def on_train_begin(self) -> None:
-        self._tracker = _Monitor(self.monitor_name, self.mode, 0.0, self.run.has_validation)
+        tracker = _Monitor(self.monitor_name, self.mode, 0.0, self.run.has_validation)
+        # Keep the best of earlier fits unless this run watches another quantity (val_loss in one fit, loss
+        # in a fit without validation data): values of different quantities do not compare.
+        if self._tracker is None or self._tracker.monitor != tracker.monitor:
+            if self._tracker is None and self.initial_value_threshold is not None:
+                tracker.best = self.initial_value_threshold
+            self._tracker = tracker
+        steps = getattr(self.run.optimizer, "t", 0)
+        if "epoch" in self._fields and self.epoch == 0 and steps > 0 and getattr(self.run, "rank", 0) == 0:
+            warnings.warn(f"ModelCheckpoint: the optimizer has already taken {steps} steps, but this callback "
+                          f"names its first file {self.path!r} with epoch 1, over any file an earlier run wrote "
+                          f"there; to continue the numbering pass initial_epoch=<epochs trained so far> (a "
+                          f"ModelCheckpoint file's metadata['epoch']), or reuse the earlier callback, which "
+                          f"counts on", UserWarning, stacklevel=2)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         from .io import save
 
+        self.epoch += 1  # counted on every rank and for every epoch, saved or not
         if getattr(self.run, "rank", 0) != 0:  # under MPI the ranks hold the same model: rank 0 writes it
             return
+        metadata: dict[str, Any] = {"epoch": self.epoch}
         if self.save_best_only:
             value = self._tracker.value(logs)
             if not self._tracker.improved(value):
                 return
             self._tracker.best = value
-        path = self.path.format(epoch=epoch + 1, **logs)
+            metadata.update(monitor=self._tracker.monitor, best=value)
+        path = self.path.format(epoch=self.epoch, **logs)
         schedulers = [cb for cb in self.run.callbacks if isinstance(cb, LearningRateScheduler)]
         for cb in schedulers:
             cb._advance(epoch)  # the file holds the next epoch's lr even if the scheduler comes later in the list
@@ -262,8 +301,15 @@ class ModelCheckpoint(Callback):
         saveable = [cb for cb in schedulers if not cb._is_object() or hasattr(cb.schedule, "state_dict")]
         resume = self.save_optimizer
         written = save(self.run.model, path, optimizer=self.run.optimizer if resume else None,
-                       history=self.run.history, schedule=saveable[0] if resume and saveable else None)
+                       history=self.run.history, schedule=saveable[0] if resume and saveable else None,
+                       metadata=metadata)
         self.saved.append(str(written))
+
+    @property
+    def best(self) -> float | None:
+        """The best monitored value seen (with ``save_best_only``), across ``fit`` calls;
+        ``None`` before the first ``fit``."""
+        return None if self._tracker is None else self._tracker.best
 
 
 class LearningRateScheduler(Callback):

@@ -40,7 +40,7 @@ from .callbacks import Callback
 from .errors import NonFiniteLossError
 from .history import History
 
-__all__ = ["fit", "evaluate", "Run"]
+__all__ = ["fit", "evaluate", "fit_optimizer", "Run"]
 
 
 @dataclass
@@ -58,13 +58,39 @@ class Run:
 
 
 def _optimizer(optimizer: Any, model: Any) -> Any:
-    if optimizer is None or optimizer == "adam":
-        return _optim.Adam(model.parameters())
-    if optimizer == "sgd":
-        return _optim.SGD(model.parameters(), lr=0.01)
+    """The optimizer a ``fit`` call trains with: an object as given; for a name, the
+    one an earlier ``fit`` built from that name over the same parameters (kept on the
+    model, as a compiled Keras model keeps its optimizer), else a new one."""
+    kept = vars(model).get("_fit_optimizer")  # (name, optimizer) of the last fit that took a name
     if isinstance(optimizer, _optim.Optimizer):
+        if kept is not None and kept[1] is not optimizer:
+            del model._fit_optimizer  # a fit with an optimizer of your own ends the kept one
         return optimizer
-    raise ValueError(f"optimizer must be an xpnet.optim.Optimizer, 'adam' or 'sgd', got {optimizer!r}")
+    name = "adam" if optimizer is None else optimizer
+    if not isinstance(name, str) or name not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be an xpnet.optim.Optimizer, 'adam' or 'sgd', got {optimizer!r}")
+    handles = [(id(p.module), p.name) for p in model.parameters()]
+    if kept is not None and kept[0] == name and [(id(p.module), p.name) for p in kept[1].params] == handles:
+        return kept[1]
+    built = _optim.Adam(model.parameters()) if name == "adam" else _optim.SGD(model.parameters(), lr=0.01)
+    # An attribute, not a child module or a state_dict entry: save and load ignore it, deepcopy and pickle
+    # copy it with the model, and it goes away with the model (a dict keyed by the model would keep it).
+    model._fit_optimizer = (name, built)
+    return built
+
+
+def fit_optimizer(model: Any) -> Any:
+    """The optimizer that :func:`fit` built for ``model`` from ``optimizer=None``,
+    ``"adam"`` or ``"sgd"`` and continues in later ``fit`` calls, or ``None``.
+
+    Use it to change its learning rate between calls (``fit_optimizer(model).lr =
+    1e-4``) or to save it (``xpnet.save(model, path, optimizer=fit_optimizer(model))``).
+    A ``fit`` with another name, over other parameters (after ``Sequential.append``)
+    or with an optimizer object of your own starts a new one or drops it.
+    """
+    _validate.model("fit_optimizer", model)
+    kept = vars(model).get("_fit_optimizer")
+    return None if kept is None else kept[1]
 
 
 def _metric_list(metrics: Sequence[str] | None, loss: Any) -> list[tuple[str, Any]]:
@@ -254,7 +280,10 @@ def fit(
             Bool works too: (N,) as classes 0/1 (``y > 0.5``), (N, K) as 0/1 values
             (one-hot rows from ``y[:, None] == classes``); see ``losses.numeric_target``.
         optimizer: an :class:`xpnet.optim.Optimizer` over ``model.parameters()``, or
-            ``"adam"`` (default, lr 1e-3) / ``"sgd"`` (lr 0.01).
+            ``"adam"`` (default, lr 1e-3) / ``"sgd"`` (lr 0.01): built by the first
+            ``fit`` and continued (moments, step count, lr) by later ``fit`` calls with
+            the same name on the same parameters, so 5 × ``fit(epochs=1)`` trains as
+            ``fit(epochs=5)``; :func:`fit_optimizer` returns it.
         epochs: passes over the data.
         batch_size: minibatch size; ``None`` means full-batch gradient descent.
         shuffle: draw a fresh permutation each epoch.
