@@ -203,9 +203,10 @@ def test_a_new_checkpoint_callback_on_a_trained_optimizer_warns_about_its_number
     model = _model()
     opt = optim.SGD(model.parameters(), lr=0.1)
     xpnet.fit(model, "cross_entropy", X, Y, optimizer=opt, epochs=1, progress=False)
-    with pytest.warns(UserWarning, match=r"initial_epoch=.*metadata\['epoch'\]"):
+    with pytest.warns(UserWarning, match=r"initial_epoch=.*metadata\['epoch'\]") as caught:
         xpnet.fit(model, "cross_entropy", X, Y, optimizer=opt, epochs=1, progress=False,
                   callbacks=[ModelCheckpoint(tmp_path / "ckpt-{epoch}.npz")])
+    assert caught[0].filename == __file__  # points at the user's fit call, not into xpnet
     xpnet.fit(model, "cross_entropy", X, Y, optimizer=opt, epochs=1, progress=False,  # no {epoch}: nothing to say
               callbacks=[ModelCheckpoint(tmp_path / "last.npz"),
                          ModelCheckpoint(tmp_path / "ckpt-{epoch}.npz", initial_epoch=2)])

@@ -278,7 +278,7 @@ class ModelCheckpoint(Callback):
                           f"names its first file {self.path!r} with epoch 1, over any file an earlier run wrote "
                           f"there; to continue the numbering pass initial_epoch=<epochs trained so far> (a "
                           f"ModelCheckpoint file's metadata['epoch']), or reuse the earlier callback, which "
-                          f"counts on", UserWarning, stacklevel=2)
+                          f"counts on", UserWarning, stacklevel=_validate._outside_xpnet())
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         from .io import save
