@@ -415,3 +415,45 @@ def test_two_user_classes_of_one_name_from_different_modules_both_load(tmp_path)
         loaded = xpnet.load(xpnet.save(model, tmp_path / f"{id(ns)}.npz"))
         assert type(loaded[1]) is ns["Act"]
         np.testing.assert_array_equal(xpnet.to_numpy(loaded.predict(X)), xpnet.to_numpy(model.predict(X)))
+
+
+class WithHead(nn.Sequential):
+    """A subclass whose forward and backward run a module besides its layers."""
+
+    def __init__(self, *layers):
+        super().__init__(*layers)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.head.forward(super().forward(x))
+
+    def backward(self, grad_out):
+        return super().backward(self.head.backward(grad_out))
+
+
+@pytest.mark.parametrize("compile", ["auto", False])
+def test_fit_trains_a_sequential_subclass_through_its_own_backward(compile):
+    """fit back-propagates with backward_params, which walked the layers and skipped the
+    subclass's backward: the head never trained and the layers got the head's output
+    gradient as theirs (the loss rose). Now fit's gradients are the hand loop's."""
+    rng = np.random.default_rng(3)
+    X6, y3 = rng.standard_normal((32, 6)), rng.integers(0, 3, 32)
+    runs = []
+    for by_hand in (True, False):
+        xpnet.seed(0)
+        model = WithHead(nn.Linear(6, 5), nn.ReLU()).to(dtype="float64")
+        opt = optim.SGD(model.parameters(), lr=0.1)
+        if by_hand:
+            loss = xpnet.losses.SoftmaxCrossEntropy()
+            for _ in range(3):
+                loss.forward(model.forward(xpnet.asarray(X6, dtype="float64")), xpnet.asarray(y3))
+                model.backward(loss.backward())
+                opt.step()
+        else:
+            history = xpnet.fit(model, "cross_entropy", X6, y3, optimizer=opt, epochs=3, batch_size=None,
+                                progress=False, compile=compile)
+            assert history["loss"][-1] < history["loss"][0]
+        runs.append({name: xpnet.to_numpy(v) for name, v in model.state_dict().items()})
+    assert list(runs[1]) == ["0.W", "0.b", "head.W", "head.b"]
+    for name in runs[0]:
+        np.testing.assert_allclose(runs[1][name], runs[0][name], rtol=1e-12, atol=1e-14, err_msg=name)

@@ -53,7 +53,12 @@ class Sequential(Module):
 
     def backward_params(self, grad_out: Any) -> None:
         """Back-propagate for training: layers before the first one with parameters are
-        skipped, and that one computes only its parameter gradients."""
+        skipped, and that one computes only its parameter gradients. A subclass whose
+        ``forward`` or ``backward`` runs more than the layers (a head, a skip
+        connection) gets its own ``backward``, as a hand-written loop calls it."""
+        if type(self).forward is not Sequential.forward or type(self).backward is not Sequential.backward:
+            self.backward(grad_out)
+            return
         first = next((i for i, layer in enumerate(self.layers) if any(m.params for m in layer.modules())), None)
         if first is None:
             return
