@@ -457,3 +457,58 @@ def test_fit_trains_a_sequential_subclass_through_its_own_backward(compile):
     assert list(runs[1]) == ["0.W", "0.b", "head.W", "head.b"]
     for name in runs[0]:
         np.testing.assert_allclose(runs[1][name], runs[0][name], rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+class CourseMLP(nn.Sequential):
+    """The course's way to write a model: sizes in, layers built inside."""
+
+    def __init__(self, n_in, n_hidden, n_out):
+        super().__init__(nn.Linear(n_in, n_hidden), nn.ReLU(), nn.Linear(n_hidden, n_out))
+
+
+class LogReg(nn.Sequential):
+    def __init__(self, n_features=4):
+        super().__init__(nn.Linear(n_features, 1))
+
+
+def _with_extra():
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    model.extra = nn.Linear(4, 1)  # a child of the instance, which Sequential(*layers) does not rebuild
+    return model
+
+
+@pytest.mark.parametrize(("make", "match"), [
+    (_with_extra, r"cannot save Sequential: load would rebuild it from get_config\(\) without the parameters "
+                  r"\['extra.W', 'extra.b'\].*put the module in the layer list"),
+    # the constructor takes as many arguments as there are layers: binding the signature passed
+    (lambda: CourseMLP(4, 8, 2), r"cannot save CourseMLP: load rebuilds it as CourseMLP.from_config.*"
+                                 r"in_features must be an integer.*let __init__ take its layers"),
+    (lambda: LogReg(4), r"cannot save LogReg: .*let __init__ take its layers"),
+])
+def test_save_refuses_a_model_load_would_not_rebuild(tmp_path, make, match):
+    """save wrote these, and load then called the file corrupt: the work was lost at
+    load time, after training. Now save refuses, says why and how, and writes nothing;
+    the check leaves the global random generator where it was."""
+    model = make()
+    xpnet.seed(5)
+    expected = xpnet.random.generator().random(3)
+    xpnet.seed(5)
+    with pytest.raises(TypeError, match=match):
+        xpnet.save(model, tmp_path / "model.npz")
+    np.testing.assert_array_equal(xpnet.random.generator().random(3), expected)
+    assert not list(tmp_path.iterdir())
+
+
+def test_what_save_checks_by_rebuilding_still_saves_and_loads(tmp_path):
+    """The round trip check passes everything load rebuilds, and builds the throwaway
+    model once per class and configuration (a checkpoint every epoch)."""
+    import xpnet.io as io
+
+    xpnet.seed(0)
+    model = TakesLayersWithAux(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    io._ROUND_TRIPS.clear()
+    for epoch in range(3):
+        xpnet.save(model, tmp_path / f"e{epoch}.npz")
+    assert len([k for k in io._ROUND_TRIPS if k[0] is TakesLayersWithAux]) == 1
+    loaded = xpnet.load(tmp_path / "e2.npz")
+    assert list(loaded.state_dict()) == list(model.state_dict())

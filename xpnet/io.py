@@ -102,6 +102,7 @@ def save(
     if not isinstance(model, Module):
         raise TypeError(f"save() expects an xpnet.nn.Module, got {type(model).__name__}")
     check_rebuildable(model)  # a layer load could not rebuild fails here, not as a "corrupt" file later
+    _check_round_trip(model)
     target = _save_target(path)
 
     named = dict(model.named_parameters())
@@ -523,6 +524,56 @@ def _read_arrays(
         if value.dtype.kind != "f":
             raise _corrupt(file, f"parameter {name!r} has dtype {value.dtype}, expected a float dtype")
     return params, optim
+
+
+#: (class, config) pairs whose rebuild gave the model's parameters: a ModelCheckpoint
+#: saving every epoch builds the throwaway model once, not once an epoch.
+_ROUND_TRIPS: dict[tuple[type, str], None] = {}
+
+
+def _check_round_trip(model: Module) -> None:
+    """Raise ``TypeError`` unless :func:`load` would rebuild ``model`` with its very
+    parameter names and shapes: it rebuilds ``layer_class(type).from_config(config)``,
+    which knows nothing of a module set as an attribute of a plain ``Sequential``, and
+    calls a ``Sequential`` subclass as ``cls(*layers)``, which an ``__init__`` taking
+    sizes (``MLP(n_in, n_hidden, n_out)``) may accept and then fail on. The check
+    builds that model once on the CPU (the global random generator is left as it was)."""
+    cls, config = type(model), model.get_config()
+    key = (cls, repr(config))
+    if key in _ROUND_TRIPS:
+        return
+    name = cls.__name__
+    own = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    with using("cpu", model.dtype or default_dtype()), _random.preserved_state(), \
+            _init._allocation_limit(sum(math.prod(shape) for shape in own.values())):
+        try:
+            rebuilt = layer_class(layer_type(model)).from_config(config)
+        except _init._AllocationRefused:
+            rebuilt = None  # larger than the model: its parameters cannot match
+        except Exception as exc:  # noqa: BLE001 - whatever the user's constructor raises, named here
+            raise TypeError(
+                f"cannot save {name}: load rebuilds it as {name}.from_config(get_config()), which fails "
+                f"({type(exc).__name__}: {exc}). A Sequential subclass is rebuilt as {name}(*layers): let "
+                f"__init__ take its layers (def __init__(self, *layers): super().__init__(*layers)); any other "
+                f"module needs get_config() to return its constructor's arguments (or its own from_config)"
+            ) from None
+    got = {} if rebuilt is None else {n: tuple(p.shape) for n, p in rebuilt.named_parameters()}
+    if got != own:
+        missing = sorted(set(own) - set(got))
+        differ = sorted(n for n in set(own) & set(got) if own[n] != got[n])
+        hint = (" A plain Sequential saves only its layers: put the module in the layer list, or use a subclass "
+                "that sets it in __init__ (def __init__(self, *layers): super().__init__(*layers); "
+                "self.extra = ...)." if cls.__name__ == "Sequential" and missing else
+                f" Define {name}.get_config() to return what its constructor needs to build these parameters.")
+        raise TypeError(
+            f"cannot save {name}: load would rebuild it from get_config() without the parameters {missing}"
+            f"{f' and with other shapes for {differ}' if differ else ''}"
+            f"{f' and with parameters it does not have: {sorted(set(got) - set(own))}' if set(got) - set(own) else ''}"
+            f", so the file could not be loaded.{hint}"
+        )
+    if len(_ROUND_TRIPS) >= 64:
+        _ROUND_TRIPS.pop(next(iter(_ROUND_TRIPS)))
+    _ROUND_TRIPS[key] = None
 
 
 def _build(
