@@ -512,3 +512,10 @@ def test_what_save_checks_by_rebuilding_still_saves_and_loads(tmp_path):
     assert len([k for k in io._ROUND_TRIPS if k[0] is TakesLayersWithAux]) == 1
     loaded = xpnet.load(tmp_path / "e2.npz")
     assert list(loaded.state_dict()) == list(model.state_dict())
+
+
+def test_the_repr_of_a_sequential_subclass_lists_what_it_counts():
+    """The summary counted the head's parameters without showing the head."""
+    text = repr(WithHead(nn.Linear(6, 5), nn.ReLU()))
+    assert text.startswith("WithHead(\n  (0): Linear(6→5)  # 35 params\n  (1): ReLU()\n  (head): Linear(5→3)  # 18 params\n)")
+    assert "# 53 parameters" in text

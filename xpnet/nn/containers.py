@@ -100,15 +100,17 @@ class Sequential(Module):
 
     def __repr__(self) -> str:
         lines = []
-        for i, layer in enumerate(self.layers):
+        # the layers, then any other child (a subclass's head), whose parameters the
+        # summary counts too
+        for name, layer in self.named_children():
             n = layer.num_parameters()
             # a Sequential's own repr ends with its summary; indent its lines under ours
             suffix = f"  # {n:,} params" if n and not isinstance(layer, Sequential) else ""
             text = repr(layer).replace("\n", "\n  ")
-            lines.append(f"  ({i}): {text}{suffix}")
+            lines.append(f"  ({name}): {text}{suffix}")
         where = f", {self.dtype} on {self.device}" if self.device is not None else ""
         body = "\n".join(lines)
-        return f"Sequential(\n{body}\n)  # {self.num_parameters():,} parameters{where}"
+        return f"{type(self).__name__}(\n{body}\n)  # {self.num_parameters():,} parameters{where}"
 
 
 def _positions(layer: Module) -> Iterator[Module]:
