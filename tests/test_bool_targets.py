@@ -110,6 +110,7 @@ def test_metrics_take_bool_true_labels_on_the_device(xp_device):
     assert metrics.binary_accuracy(labels, p) == pytest.approx(np.mean((probs > 0.5) == LABELS))
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 5 iterations, on purpose
 @pytest.mark.parametrize("device", ["cpu", "strict"])
 def test_sklearn_classifier_keeps_bool_classes_as_scikit_learn_does(device):
     sklearn = pytest.importorskip("sklearn.neural_network")
