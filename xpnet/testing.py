@@ -18,6 +18,13 @@ xpnet targets, with boolean indexing and data-dependent shapes off, so a missing
 ``cuda`` and skipped with the reason when no GPU answers. ``XPNET_TEST_DEVICES``
 (comma-separated, e.g. ``cpu,strict``) selects a subset; a name xpnet does not know
 stops pytest with a usage error, so a typo in a CI setting cannot turn into skips.
+``@pytest.mark.parametrize("device", device_params())`` skips the devices that do not
+work here in the same way.
+
+A parity check never passes having compared nothing: empty ``devices``/``dtypes`` are
+a ``ValueError``, and no working device among the selected ones (``XPNET_TEST_DEVICES=cuda``
+on a runner whose CuPy does not load) is a ``BackendUnavailableError``: a GPU job that
+cannot see its GPU turns red. To skip a device instead, take it from ``xp_device``.
 """
 
 from __future__ import annotations
@@ -302,8 +309,10 @@ def _factory(owner: str, name: str, factory: Any, kind: type, example: str) -> N
 
 
 def _built(owner: str, name: str, made: Any, kind: type) -> Any:
+    from . import _validate
+
     if not isinstance(made, kind):
-        raise TypeError(f"{owner}: {name} returned a {type(made).__name__}, expected an "
+        raise TypeError(f"{owner}: {name} returned {_validate._what(made)}, expected an "
                         f"xpnet.{kind.__module__.split('.')[1]}.{kind.__name__}")
     return made
 
