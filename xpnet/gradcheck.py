@@ -386,7 +386,7 @@ def _unset_gradients(net: Any) -> dict[str, Any]:
     return markers
 
 
-def _unstored(layer: str, key: str, analytic: Any, marker: Any) -> str | None:
+def _unstored(layer: str, key: str, analytic: Any, marker: Any, numeric: np.ndarray) -> str | None:
     """Why a parameter's gradient after backward is not one, or None when it may be.
 
     Values decide, not identity: a backward that writes the right values into the
@@ -394,12 +394,12 @@ def _unstored(layer: str, key: str, analytic: Any, marker: Any) -> str | None:
     if analytic is None:
         return f"{layer}.backward never stored grads[{key!r}]"
     values = to_numpy(analytic)
-    if values.size == 0 or not np.all(np.isnan(values.astype(np.float64))):
+    if values.size == 0 or not np.all(np.isnan(values.astype(np.float64))) or np.all(np.isnan(numeric)):
         return None
     if analytic is marker:
         return f"{layer}.backward never stored grads[{key!r}] (it still holds the NaN placed there before backward)"
     return (f"grads[{key!r}] is NaN: {layer}.backward added to the stored gradient instead of overwriting it "
-            f"(check_layer stores NaN there first); write self.grads[{key!r}] = ..., not += ...")
+            f"(the check stores NaN there first); write self.grads[{key!r}] = ..., not += ...")
 
 
 def _returned_none(shape: tuple[int, ...]) -> TensorCheck:
@@ -419,8 +419,8 @@ def _report(subject: str, net: Any, xd: Any, dx: Any, scalar: Callable[[Any], fl
         report.checks.append(_compare("input", dx, numerical_gradient(scalar, xd, h), rtol, atol + floor))
     for name, p in net.named_parameters():
         numeric = numerical_gradient(_perturbing(p, lambda: scalar(xd)), p.value, h)
-        why = _unstored(type(p.module).__name__, p.name, analytic[name], markers[name])
-        if why is not None and not np.all(np.isnan(numeric)):
+        why = _unstored(type(p.module).__name__, p.name, analytic[name], markers[name], numeric)
+        if why is not None:
             report.checks.append(TensorCheck(name, tuple(numeric.shape), float("inf"), float("inf"), False, why))
             continue
         report.checks.append(_compare(name, analytic[name], numeric, rtol, atol + floor))
