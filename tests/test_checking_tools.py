@@ -215,3 +215,198 @@ def test_numerical_gradient_of_a_float32_point_is_computed_in_float64():
     with pytest.raises(DtypeMismatchError, match=r"numerical_gradient evaluates f at float64 points .* "
                                                  r"model.to\(dtype='float64'\)"):
         gradcheck.numerical_gradient(lambda v: layer.forward(v[None, :]).sum(), x)
+
+
+# ------------------------------------------------- the mistakes a student makes first
+DOCS_X = np.random.default_rng(0).standard_normal((8, 4))  # how the docs and notebooks build x
+
+
+class TransposedWeightGradient(nn.Linear):
+    """dW = g.T @ x instead of x.T @ g: right shape in a square Linear, wrong values."""
+
+    def backward(self, grad_out):
+        dx = super().backward(grad_out)
+        self.grads["W"] = grad_out.T @ self._x
+        return dx
+
+    def forward(self, x):
+        self._x = x
+        return super().forward(x)
+
+
+class LeakyReluMaskFromGradOut(nn.Module):
+    def forward(self, x):
+        self._x = x
+        return xpnet.backend.array_namespace(x).where(x > 0, x, 0.1 * x)
+
+    def backward(self, grad_out):
+        return xpnet.backend.array_namespace(grad_out).where(grad_out > 0, grad_out, 0.1 * grad_out)
+
+
+@pytest.mark.parametrize("layer", [TransposedWeightGradient(4, 4), LeakyReluMaskFromGradOut()],
+                         ids=["transposed dW", "mask from grad_out"])
+def test_check_layer_fails_mistakes_symmetric_in_x_and_g_with_the_docs_data(layer):
+    report = gradcheck.check_layer(layer, DOCS_X)
+    assert not report.passed, report
+    assert not np.allclose(gradcheck.default_grad_out(DOCS_X.shape, 0), DOCS_X)
+
+
+class ReturnsNothing(nn.Tanh):
+    def backward(self, grad_out):
+        super().backward(grad_out)
+
+
+class Accumulates(nn.Linear):
+    def backward(self, grad_out):
+        before = dict(self.grads)
+        dx = super().backward(grad_out)
+        for k in ("W", "b"):
+            self.grads[k] = before[k] + self.grads[k]
+        return dx
+
+
+class StoresIntoTheBuffer(nn.Linear):
+    """Writes the right values into the gradient array already stored (works in training)."""
+
+    def backward(self, grad_out):
+        old = {k: self.grads.get(k) for k in ("W", "b")}
+        dx = super().backward(grad_out)
+        for k, buffer in old.items():
+            if buffer is not None:
+                buffer[...] = self.grads[k]
+                self.grads[k] = buffer
+        return dx
+
+
+def test_a_backward_that_returns_none_is_named_in_both_tools():
+    report = gradcheck.check_layer(ReturnsNothing(), X)
+    assert "backward returned None: it must return dL/dx of shape (6, 4)" in report["input"].note
+    with pytest.raises(AssertionError, match=r"ReturnsNothing.backward returned None.*\(6, 4\)"):
+        check_layer_parity(ReturnsNothing, X, devices=["cpu"])
+
+
+def test_a_backward_that_accumulates_is_named_in_both_tools():
+    report = gradcheck.check_layer(Accumulates(4, 3), X)
+    assert "added to the stored gradient instead of overwriting it" in report["W"].note, report
+    with pytest.raises(AssertionError, match=r"read self.grads\['W'\] before storing it.*overwrite, don't accumulate"):
+        check_layer_parity(lambda: Accumulates(4, 3), X, devices=["cpu"])
+
+
+def test_right_values_written_into_the_stored_buffer_pass():
+    assert gradcheck.check_layer(StoresIntoTheBuffer(4, 3), X).passed
+
+
+class DrawsFromNumpyRandom(nn.Module):
+    """A textbook inverted dropout, right backward, wrong random numbers."""
+
+    def forward(self, x):
+        self._mask = (np.random.random(tuple(x.shape)) >= 0.5) / 0.5
+        return x * self._mask
+
+    def backward(self, grad_out):
+        return grad_out * self._mask
+
+
+class CountsCalls(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return x * self.calls
+
+    def backward(self, grad_out):
+        return grad_out * self.calls
+
+
+class NumpyRandomWeights(nn.Linear):
+    def __init__(self):
+        super().__init__(4, 3)
+        self.params["W"] = xpnet.asarray(np.random.randn(4, 3))
+
+
+@pytest.mark.parametrize("layer", [DrawsFromNumpyRandom, CountsCalls])
+def test_check_layer_says_when_a_forward_is_not_reproducible(layer):
+    report = gradcheck.check_layer(layer(), X)
+    assert not report.passed and "forward is not reproducible" in report["forward"].note
+    assert "xpnet.random.generator()" in str(report)
+
+
+def test_check_model_says_when_a_forward_is_not_reproducible():
+    report = gradcheck.check_model(nn.Sequential(nn.Linear(4, 2), DrawsFromNumpyRandom()), "mse", X,
+                                   np.zeros((6, 2)))
+    assert "forward is not reproducible" in report["forward"].note
+
+
+def test_parity_says_when_a_forward_is_not_reproducible():
+    with pytest.raises(AssertionError, match="forward is not reproducible.*xpnet.random.generator"):
+        check_layer_parity(NumpyRandomWeights, X, devices=["cpu"])
+
+
+def test_a_failed_tensor_names_its_worst_element():
+    class LastBiasWrong(nn.Linear):
+        def backward(self, grad_out):
+            dx = super().backward(grad_out)
+            self.grads["b"] = self.grads["b"] + xpnet.asarray([0.0, 0.0, 1.0])
+            return dx
+
+    report = gradcheck.check_layer(LastBiasWrong(4, 3), X)
+    b = report["b"]
+    assert b.worst_index == (2,)
+    assert b.analytic_value - b.numerical_value == pytest.approx(1.0)
+    assert f"worst at [2]: analytic {b.analytic_value:.6g}, numerical {b.numerical_value:.6g}" in str(report)
+
+
+# ------------------------------------------------------------------- arguments
+@pytest.mark.parametrize("call, message", [
+    (lambda: check_layer_parity(nn.Linear(4, 3), X), r"layer_factory must be a callable that builds the layer "
+                                                      r"\(lambda: Linear\(4, 3\)\), got a Linear instance"),
+    (lambda: check_layer_parity(lambda: 3, X, devices=["cpu"]), "layer_factory returned int 3, expected an "
+                                                                 "xpnet.nn.Module"),
+    (lambda: xpnet.testing.check_loss_parity(xpnet.losses.MeanSquaredError(), X, X),
+     "loss_factory must be a callable that builds the loss"),
+    (lambda: check_layer_parity(lambda: nn.Linear(4, 3), X, devices="torch"),
+     r"check_layer_parity: devices must be a list, e.g. \['torch'\], got the str 'torch'"),
+    (lambda: check_layer_parity(lambda: nn.Linear(4, 3), X, dtypes="float32"),
+     r"check_layer_parity: dtypes must be a list, e.g. \['float32'\], got the str 'float32'"),
+    (lambda: check_layer_parity(lambda: nn.Linear(4, 3), X, seed=1.5), "check_layer_parity: seed must be an integer"),
+    (lambda: gradcheck.check_layer(nn.Linear(4, 3), X, seed="a"), "check_layer: seed must be an integer"),
+])
+def test_argument_mistakes_name_the_tool_and_the_argument(call, message):
+    with pytest.raises(TypeError, match=message):
+        call()
+
+
+@pytest.mark.parametrize("kwargs", [{"devices": []}, {"dtypes": []}, {"devices": ["cpu"], "dtypes": ()}])
+def test_parity_that_would_compare_nothing_is_an_error(kwargs):
+    with pytest.raises(ValueError, match="is empty, so nothing would be compared"):
+        check_layer_parity(lambda: nn.Linear(4, 3), X, **kwargs)
+    with pytest.raises(ValueError, match="is empty, so nothing would be compared"):
+        xpnet.testing.check_loss_parity(xpnet.losses.MeanSquaredError, X, X, **kwargs)
+
+
+def test_parity_with_no_working_selected_device_is_an_error(monkeypatch):
+    if xpnet.testing.available_devices(["cuda"]):
+        pytest.skip("a GPU answers here: the selection is not empty")
+    monkeypatch.setenv("XPNET_TEST_DEVICES", "cuda")
+    with pytest.raises(xpnet.errors.BackendUnavailableError, match="nothing would be compared.*cuda unavailable"):
+        check_layer_parity(lambda: nn.Linear(4, 3), X)
+
+
+# ---------------------------------------------------------------- float32 tolerance
+PIXELS = np.random.default_rng(0).integers(0, 256, (64, 784)).astype(float)  # MNIST before scaling
+
+
+def test_float32_parity_on_raw_pixels_says_how_to_set_the_tolerance_and_accepts_one():
+    with pytest.raises(AssertionError, match=r"float32 rounds every sum.*pass rtol=/atol="):
+        check_layer_parity(lambda: nn.Linear(784, 10), PIXELS, devices=["cpu"], dtypes=["float32"])
+    report = check_layer_parity(lambda: nn.Linear(784, 10), PIXELS, devices=["cpu"], dtypes=["float32"],
+                                rtol=1e-3, atol=1e-4)
+    assert report.checked == ["cpu/float32"]
+
+
+def test_assert_close_takes_a_tolerance():
+    with pytest.raises(AssertionError):
+        xpnet.testing.assert_close(np.array([1.0, 2.0]), np.array([1.0, 2.001]), dtype="float64")
+    xpnet.testing.assert_close(np.array([1.0, 2.0]), np.array([1.0, 2.001]), dtype="float64", rtol=1e-3)

@@ -43,3 +43,24 @@ def test_pytest_summary_is_short_by_default():
     config = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     addopts = config["tool"]["pytest"]["ini_options"].get("addopts", "")
     assert not any(opt.startswith("-r") and ("a" in opt or "s" in opt) for opt in addopts.split()), addopts
+
+
+def test_a_misspelt_name_in_include_is_an_error_not_left_out():
+    with pytest.raises(UnknownDeviceError, match=r"unknown devices \['trorch'\]"):
+        testing.available_devices(["cpu", "trorch"])
+
+
+def test_device_params_of_devices_that_do_not_work_here_are_skipped_with_the_reason(tmp_path):
+    if testing.available_devices(["cuda"]):
+        pytest.skip("a GPU answers here: nothing to skip")
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["xpnet.testing"]\n')
+    (tmp_path / "test_it.py").write_text(
+        "import pytest\nfrom xpnet.testing import device_params, check_layer_parity\nimport xpnet\n\n"
+        "@pytest.mark.parametrize('device', device_params())\n"
+        "def test_it(device):\n"
+        "    check_layer_parity(lambda: xpnet.nn.Linear(4, 3), [[1.0] * 4], devices=[device])\n")
+    env = {**os.environ, "XPNET_TEST_DEVICES": "cpu,cuda", "PYTHONPATH": str(Path(__file__).parents[1])}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(tmp_path)],
+                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed, 1 skipped" in result.stdout and "cuda unavailable" in result.stdout

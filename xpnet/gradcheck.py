@@ -33,7 +33,7 @@ from . import random as _random
 from .backend import device_of, to_numpy
 from .errors import DtypeMismatchError
 
-__all__ = ["numerical_gradient", "check_layer", "check_model", "GradcheckReport", "TensorCheck"]
+__all__ = ["numerical_gradient", "check_layer", "check_model", "default_grad_out", "GradcheckReport", "TensorCheck"]
 
 
 @dataclass
@@ -46,6 +46,11 @@ class TensorCheck:
     max_rel_error: float
     passed: bool
     note: str = ""
+    #: Index of the element with the largest absolute error (``None`` when the
+    #: gradient is missing or misshapen), and the analytic and numerical values there.
+    worst_index: tuple[int, ...] | None = None
+    analytic_value: float = float("nan")
+    numerical_value: float = float("nan")
 
 
 @dataclass
@@ -87,6 +92,9 @@ class GradcheckReport:
         for c in self.checks:
             mark = "" if c.passed else "  <-- FAILED" + (f": {c.note}" if c.note else "")
             rows.append(f"  {c.name:<12} {str(c.shape):<14} {c.max_abs_error:12.3e} {c.max_rel_error:12.3e}{mark}")
+            if not c.passed and c.worst_index is not None:
+                rows.append(f"  {'':<12} worst at {list(c.worst_index)}: analytic {c.analytic_value:.6g}, "
+                            f"numerical {c.numerical_value:.6g}")
         return "\n".join(rows)
 
     def raise_if_failed(self) -> GradcheckReport:
@@ -152,13 +160,21 @@ def _rounding_floor(scale: float, h: float) -> float:
 def _compare(name: str, analytic: Any, numeric: np.ndarray, rtol: float, atol: float) -> TensorCheck:
     a = to_numpy(analytic).astype(np.float64)
     if a.shape != numeric.shape:
+        whose = "the input's" if name == "input" else "the parameter's"
         return TensorCheck(name, tuple(numeric.shape), float("inf"), float("inf"), False,
-                           f"gradient has shape {a.shape}, expected the parameter's {tuple(numeric.shape)}")
+                           f"gradient has shape {a.shape}, expected {whose} {tuple(numeric.shape)}")
     diff = np.abs(a - numeric)
     rel = diff / np.maximum(np.abs(a) + np.abs(numeric), 1e-8)
     # NaN never compares <=, so a NaN in either gradient fails
     ok = bool(np.all(diff <= atol + rtol * np.maximum(np.abs(a), np.abs(numeric))))
-    return TensorCheck(name, tuple(a.shape), float(diff.max(initial=0.0)), float(rel.max(initial=0.0)), ok)
+    check = TensorCheck(name, tuple(a.shape), float(diff.max(initial=0.0)), float(rel.max(initial=0.0)), ok)
+    if diff.size:
+        # a NaN is the worst error there is; np.argmax would skip past it only by luck
+        worst = int(np.argmax(np.where(np.isnan(diff), np.inf, diff)))
+        index = np.unravel_index(worst, diff.shape)
+        check.worst_index = tuple(int(i) for i in index)
+        check.analytic_value, check.numerical_value = float(a[index]), float(numeric[index])
+    return check
 
 
 def _copy(array: Any) -> Any:
@@ -235,6 +251,55 @@ def _perturbing(param: Any, evaluate: Callable[[], float]) -> Callable[[Any], fl
     return f
 
 
+#: Mixed into ``seed`` for the default ``grad_out``: ``default_rng(0)`` is how the docs,
+#: the notebooks and most users build ``x``, and a ``g`` equal to ``x`` (the output of a
+#: shape-preserving layer has x's shape) lets every mistake symmetric in x and g pass,
+#: a transposed weight gradient in a square Linear or a ReLU mask taken from g.
+_GRAD_OUT_STREAM = 0x9E3779B9
+
+
+def default_grad_out(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """The upstream gradient :func:`check_layer` uses when none is given.
+
+    Standard normal values from ``np.random.default_rng([seed, 0x9E3779B9])``, a
+    stream no user draws from by accident, so ``g`` never equals an ``x`` built with
+    ``default_rng(seed)``.
+
+    Args:
+        shape: the layer's output shape (N, ...).
+        seed: an int.
+
+    Returns:
+        A NumPy float64 array of ``shape``.
+    """
+    return np.random.default_rng([seed, _GRAD_OUT_STREAM]).standard_normal(shape)
+
+
+#: Two evaluations of a forward at the same input may differ by this much (relative)
+#: before the forward counts as not reproducible.
+_REPRODUCIBLE_RTOL = 1e-9
+_NOT_REPRODUCIBLE = ("forward is not reproducible: two evaluations at the same input differ; draw random numbers "
+                     "from xpnet.random.generator()/xpnet.init and keep no state across calls")
+
+
+def _differs(first: np.ndarray, second: np.ndarray) -> bool:
+    """Whether two evaluations of the same forward at the same input disagree."""
+    if first.shape != second.shape:
+        return True
+    scale = np.maximum(np.abs(first), np.abs(second))
+    return not bool(np.all((np.abs(first - second) <= _REPRODUCIBLE_RTOL * scale) | (first == second)))
+
+
+def _not_reproducible(subject: str, device: str, first: np.ndarray, second: np.ndarray) -> GradcheckReport:
+    """A report whose only (failed) entry says the forward gave two answers: finite
+    differences of such a function say nothing about its backward."""
+    diff = np.abs(first - second) if first.shape == second.shape else np.array([np.inf])
+    rel = diff / np.maximum(np.abs(first) + np.abs(second), 1e-8) if first.shape == second.shape else diff
+    check = TensorCheck("forward", tuple(first.shape), float(np.max(diff, initial=0.0)),
+                        float(np.max(rel, initial=0.0)), False, _NOT_REPRODUCIBLE)
+    return GradcheckReport(subject, device, [check])
+
+
 def check_layer(layer: Any, x: Any, *, grad_out: Any = None, h: float = 1e-6, rtol: float = 1e-5,
                 atol: float = 1e-7, seed: int = 0) -> GradcheckReport:
     """Compare a layer's backward with finite differences of ``sum(forward(x) * g)``.
@@ -243,39 +308,50 @@ def check_layer(layer: Any, x: Any, *, grad_out: Any = None, h: float = 1e-6, rt
     layer itself is untouched). Dropout draws the same mask in every evaluation.
     ``forward`` and ``backward`` get their own copies of ``x`` and ``g``; one that
     modifies its argument in place fails (entry ``"x in place"`` or ``"g in place"``).
+    A forward that gives two answers at the same input (it draws from ``np.random``
+    or keeps state across calls) fails with a single entry ``"forward"`` saying so:
+    take random numbers from ``xpnet.random.generator()`` or ``xpnet.init``.
 
     Args:
         layer: any :class:`xpnet.nn.Module`.
         x: input (N, ...), host data or an array; moved to the layer's device.
-        grad_out: upstream gradient g, of the output's shape (N, ...); default seeded
-            normal.
+        grad_out: upstream gradient g, of the output's shape (N, ...); default
+            :func:`default_grad_out` (never equal to an ``x`` drawn from
+            ``default_rng(seed)``).
         h: finite-difference step.
         rtol: relative tolerance.
         atol: absolute tolerance (the rounding floor of the module docstring is
             added to it).
-        seed: seed for the default ``grad_out``.
+        seed: an int, seed for the default ``grad_out``.
 
     Returns:
         A :class:`GradcheckReport` with entries ``"input"`` and each parameter name
-        (qualified, ``"0.W"``, for a module with children); a parameter whose
-        gradient backward never stored fails, with a note saying so.
+        (qualified, ``"0.W"``, for a module with children). A failed entry says why
+        where it can: backward returned None, never stored a parameter's gradient,
+        or added to the stored one instead of overwriting it.
 
     Raises:
         ShapeError: ``grad_out`` does not have the output's shape.
     """
+    from . import _validate
     from .backend import asarray
     from .errors import ShapeError
 
     _module("check_layer", layer)
     _tolerances("check_layer", h, rtol, atol)
+    seed = _validate.integer("check_layer", "seed", seed)
     net = _float64_copy(layer)
     dev = net.device or (device_of(x) if not isinstance(x, np.ndarray) else None)
     xd = asarray(x, dtype="float64", device=dev)
     x_host, x_given = to_numpy(xd).copy(), _copy(xd)
     with _random.preserved_state():
+        first = to_numpy(net.forward(_copy(xd))).astype(np.float64)
+    with _random.preserved_state():
         out = net.forward(x_given)
+    if _differs(first, to_numpy(out).astype(np.float64)):
+        return _not_reproducible(_subject(layer), str(device_of(xd)), first, to_numpy(out).astype(np.float64))
     if grad_out is None:
-        g_host = np.random.default_rng(seed).standard_normal(tuple(out.shape))
+        g_host = default_grad_out(tuple(out.shape), seed)
     else:
         g_host = to_numpy(grad_out).astype(np.float64)
         if g_host.shape != tuple(out.shape):
@@ -310,19 +386,42 @@ def _unset_gradients(net: Any) -> dict[str, Any]:
     return markers
 
 
+def _unstored(layer: str, key: str, analytic: Any, marker: Any, numeric: np.ndarray) -> str | None:
+    """Why a parameter's gradient after backward is not one, or None when it may be.
+
+    Values decide, not identity: a backward that writes the right values into the
+    stored buffer (``self.grads['W'][...] = ...``) has stored its gradient."""
+    if analytic is None:
+        return f"{layer}.backward never stored grads[{key!r}]"
+    values = to_numpy(analytic)
+    if values.size == 0 or not np.all(np.isnan(values.astype(np.float64))) or np.all(np.isnan(numeric)):
+        return None
+    if analytic is marker:
+        return f"{layer}.backward never stored grads[{key!r}] (it still holds the NaN placed there before backward)"
+    return (f"grads[{key!r}] is NaN: {layer}.backward added to the stored gradient instead of overwriting it "
+            f"(the check stores NaN there first); write self.grads[{key!r}] = ..., not += ...")
+
+
+def _returned_none(shape: tuple[int, ...]) -> TensorCheck:
+    return TensorCheck("input", shape, float("inf"), float("inf"), False,
+                       f"backward returned None: it must return dL/dx of shape {shape}")
+
+
 def _report(subject: str, net: Any, xd: Any, dx: Any, scalar: Callable[[Any], float], h: float, rtol: float,
             atol: float, markers: dict[str, Any], scale: float,
             problems: list[TensorCheck | None]) -> GradcheckReport:
     analytic = {name: p.module.grads.get(p.name) for name, p in net.named_parameters()}
     floor = _rounding_floor(scale, h)
     report = GradcheckReport(subject, str(device_of(xd)), floor=floor)
-    report.checks.append(_compare("input", dx, numerical_gradient(scalar, xd, h), rtol, atol + floor))
+    if dx is None:
+        report.checks.append(_returned_none(tuple(xd.shape)))
+    else:
+        report.checks.append(_compare("input", dx, numerical_gradient(scalar, xd, h), rtol, atol + floor))
     for name, p in net.named_parameters():
         numeric = numerical_gradient(_perturbing(p, lambda: scalar(xd)), p.value, h)
-        if analytic[name] is None or analytic[name] is markers[name]:
-            layer = type(p.module).__name__
-            report.checks.append(TensorCheck(name, tuple(numeric.shape), float("inf"), float("inf"), False,
-                                             f"{layer}.backward never stored grads[{p.name!r}]"))
+        why = _unstored(type(p.module).__name__, p.name, analytic[name], markers[name], numeric)
+        if why is not None:
+            report.checks.append(TensorCheck(name, tuple(numeric.shape), float("inf"), float("inf"), False, why))
             continue
         report.checks.append(_compare(name, analytic[name], numeric, rtol, atol + floor))
     report.checks += [c for c in problems if c is not None]
@@ -335,7 +434,8 @@ def check_model(model: Any, loss: Any, x: Any, y: Any, *, h: float = 1e-6, rtol:
 
     As in :func:`check_layer`, the check runs on a float64 copy, and a model whose
     forward modifies its input, or whose backward modifies the loss gradient it is
-    given, fails (entry ``"x in place"`` or ``"g in place"``).
+    given, fails (entry ``"x in place"`` or ``"g in place"``); so does a forward that
+    is not reproducible (entry ``"forward"``).
 
     Args:
         model: a :class:`xpnet.nn.Module` (e.g. a Sequential).
@@ -369,8 +469,13 @@ def check_model(model: Any, loss: Any, x: Any, y: Any, *, h: float = 1e-6, rtol:
 
     x_host, x_given = to_numpy(xd).copy(), _copy(xd)
     with _random.preserved_state():
+        first = to_numpy(net.forward(_copy(xd))).astype(np.float64)
+    with _random.preserved_state():
         pred = net.forward(x_given)
         value = float(loss.forward(pred, yd))
+    if _differs(first, to_numpy(pred).astype(np.float64)):
+        return _not_reproducible(f"{_subject(model)} with {loss!r}", str(device_of(xd)), first,
+                                 to_numpy(pred).astype(np.float64))
     markers = _unset_gradients(net)
     g_given = loss.backward()
     g_host = to_numpy(g_given).copy()
