@@ -214,7 +214,8 @@ def assert_close(actual: Any, expected: Any, *, dtype: Any, device: Device | Non
         dtype: the dtype ``actual`` must have.
         device: the device ``actual`` must live on (None: any).
         what: a label for the message, e.g. ``"cpu/float32 output"``.
-        rtol, atol: tolerances; None takes the dtype's entry in :data:`TOLERANCES`.
+        rtol: relative tolerance; None takes the dtype's entry in :data:`TOLERANCES`.
+        atol: absolute tolerance; None takes the dtype's entry in :data:`TOLERANCES`.
     """
     from . import _validate
 
@@ -375,7 +376,8 @@ def check_layer_parity(
             normal.
         seed: an int, seed for weights, masks and the default ``grad_out``.
         training: run in training mode (dropout active) or eval mode.
-        rtol, atol: tolerances for every dtype; None takes :data:`TOLERANCES`.
+        rtol: relative tolerance for every dtype; None takes :data:`TOLERANCES`.
+        atol: absolute tolerance for every dtype; None takes :data:`TOLERANCES`.
 
     Returns:
         A :class:`ParityReport` listing the (device, dtype) pairs compared.
@@ -477,14 +479,16 @@ def check_loss_parity(
         pred: host predictions (N, ...); target: host targets (labels or floats).
         devices: a list of devices to check (default: every available one).
         dtypes: a list of float dtypes to check.
-        rtol, atol: tolerances for every dtype; None takes :data:`TOLERANCES`.
+        rtol: relative tolerance for every dtype; None takes :data:`TOLERANCES`.
+        atol: absolute tolerance for every dtype; None takes :data:`TOLERANCES`.
 
     Returns:
         A :class:`ParityReport` listing the (device, dtype) pairs compared.
 
     Raises:
-        AssertionError, ValueError, BackendUnavailableError: as
-        :func:`check_layer_parity`.
+        AssertionError: a value differs, as in :func:`check_layer_parity`.
+        ValueError: bad arguments, or nothing to compare, as in :func:`check_layer_parity`.
+        BackendUnavailableError: no selected device works, as in :func:`check_layer_parity`.
     """
     from . import _validate
     from .losses import Loss
