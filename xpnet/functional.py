@@ -197,29 +197,25 @@ def _batch_mean(per_sample_sum: Array, n: int) -> Array:
     return per_sample_sum / float(max(n, 1))
 
 
-def _check_same_shape(name: str, pred: Array, target: Array, pred_name: str = "predictions") -> None:
-    """A clear error instead of a silent (N, N) broadcast: (N, 1) against (N,), or
-    integer labels (N,) against (N, K) logits when N == K, would broadcast and give a
-    wrong number without complaint."""
-    if tuple(pred.shape) == tuple(target.shape):
-        return
-    hint = ""
-    if target.ndim == pred.ndim - 1 and name in ("nll_loss", "softmax_cross_entropy",
-                                                  "softmax_cross_entropy_backward", "cross_entropy"):
-        hint = ("; for integer class labels (N,) use one_hot(labels, K) first, or "
-                "xpnet.losses.SoftmaxCrossEntropy, which takes labels")
-    elif pred.ndim == 2 and pred.shape[1] == 1 and target.ndim == 1:
-        hint = "; reshape the targets to (N, 1), e.g. target[:, None]"
-    raise ShapeError(f"{name} got {pred_name} of shape {tuple(pred.shape)} and targets of shape "
-                     f"{tuple(target.shape)}; they must have the same shape{hint}")
-
-
-def _numeric(target: Array, like: Array) -> Array:
-    """Bool targets (one-hot rows from ``==``, 0/1 from ``>``) as 0/1 in ``like``'s dtype:
-    the losses' arithmetic is not defined on bool in the Array API standard."""
+def _target_like(name: str, pred: Array, target: Array, pred_name: str = "predictions") -> Array:
+    """``target`` as the loss's arithmetic takes it: a bool target (one-hot rows from
+    ``==``, 0/1 from ``>``; the Array API standard defines no arithmetic on bool) as 0/1
+    in ``pred``'s dtype. Its shape must be ``pred``'s: a clear error instead of a silent
+    (N, N) broadcast: (N, 1) against (N,), or integer labels (N,) against (N, K) logits
+    when N == K, would broadcast and give a wrong number without complaint."""
+    if tuple(pred.shape) != tuple(target.shape):
+        hint = ""
+        if target.ndim == pred.ndim - 1 and name in ("nll_loss", "softmax_cross_entropy",
+                                                      "softmax_cross_entropy_backward", "cross_entropy"):
+            hint = ("; for integer class labels (N,) use one_hot(labels, K) first, or "
+                    "xpnet.losses.SoftmaxCrossEntropy, which takes labels")
+        elif pred.ndim == 2 and pred.shape[1] == 1 and target.ndim == 1:
+            hint = "; reshape the targets to (N, 1), e.g. target[:, None]"
+        raise ShapeError(f"{name} got {pred_name} of shape {tuple(pred.shape)} and targets of shape "
+                         f"{tuple(target.shape)}; they must have the same shape{hint}")
     if dtype_name(target.dtype) != "bool":
         return target
-    return array_namespace(target).astype(target, like.dtype)
+    return array_namespace(target).astype(target, pred.dtype)
 
 
 def nll_loss(log_probs: Array, target: Array) -> Array:
@@ -229,8 +225,7 @@ def nll_loss(log_probs: Array, target: Array) -> Array:
 
     Shapes: log_probs (N, K), target (N, K) one-hot or probabilities -> 0-d array.
     """
-    _check_same_shape("nll_loss", log_probs, target, "log_probs")
-    target = _numeric(target, log_probs)
+    target = _target_like("nll_loss", log_probs, target, "log_probs")
     xp = array_namespace(log_probs, target)
     log_probs = xp.where(target == 0, xp.zeros_like(log_probs), log_probs)
     return _batch_mean(-xp.sum(target * log_probs), log_probs.shape[0])
@@ -242,7 +237,7 @@ def softmax_cross_entropy(logits: Array, target: Array) -> Array:
     Shapes: logits (N, K); target (N, K) one-hot or class probabilities, in the
     logits' dtype -> 0-d array. Use :func:`one_hot` for integer labels.
     """
-    _check_same_shape("softmax_cross_entropy", logits, target, "logits")
+    target = _target_like("softmax_cross_entropy", logits, target, "logits")
     return nll_loss(log_softmax(logits), target)
 
 
@@ -250,8 +245,7 @@ def softmax_cross_entropy_backward(logits: Array, target: Array, log_probs: Arra
     """Gradient of :func:`softmax_cross_entropy` w.r.t. the logits:
     ``(softmax(logits) - target) / N``. Pass ``log_probs = log_softmax(logits)`` from
     the forward pass to skip recomputing the softmax. Shapes: (N, K), (N, K) -> (N, K)."""
-    _check_same_shape("softmax_cross_entropy_backward", logits, target, "logits")
-    target = _numeric(target, logits)
+    target = _target_like("softmax_cross_entropy_backward", logits, target, "logits")
     probs = softmax(logits) if log_probs is None else array_namespace(log_probs).exp(log_probs)
     probs -= target  # a fresh array: in place
     probs /= float(max(logits.shape[0], 1))
@@ -264,8 +258,7 @@ def cross_entropy(probs: Array, target: Array) -> Array:
 
     Shapes: probs (N, K), target (N, K) -> 0-d array.
     """
-    _check_same_shape("cross_entropy", probs, target, "probabilities")
-    target = _numeric(target, probs)
+    target = _target_like("cross_entropy", probs, target, "probabilities")
     xp = array_namespace(probs, target)
     return _batch_mean(-xp.sum(target * xp.log(clip_probabilities(probs))), probs.shape[0])
 
@@ -277,8 +270,7 @@ def binary_cross_entropy(probs: Array, target: Array) -> Array:
 
     Shapes: probs (N, ...), target same shape -> 0-d array.
     """
-    _check_same_shape("binary_cross_entropy", probs, target, "probabilities")
-    target = _numeric(target, probs)
+    target = _target_like("binary_cross_entropy", probs, target, "probabilities")
     xp = array_namespace(probs, target)
     p = clip_probabilities(probs)
     per_elem = target * xp.log(p) + (1.0 - target) * xp.log(1.0 - p)
@@ -288,8 +280,7 @@ def binary_cross_entropy(probs: Array, target: Array) -> Array:
 def binary_cross_entropy_backward(probs: Array, target: Array) -> Array:
     """Gradient of :func:`binary_cross_entropy` w.r.t. the probabilities:
     ``(p - t) / (p (1 - p)) / N`` with clipped ``p``. Shapes: (N, ...) -> (N, ...)."""
-    _check_same_shape("binary_cross_entropy_backward", probs, target, "probabilities")
-    target = _numeric(target, probs)
+    target = _target_like("binary_cross_entropy_backward", probs, target, "probabilities")
     p = clip_probabilities(probs)
     return _batch_mean((p - target) / (p * (1.0 - p)), probs.shape[0])
 
@@ -300,8 +291,7 @@ def binary_cross_entropy_with_logits(logits: Array, target: Array) -> Array:
 
     Shapes: logits (N, ...), target same shape -> 0-d array.
     """
-    _check_same_shape("binary_cross_entropy_with_logits", logits, target, "logits")
-    target = _numeric(target, logits)
+    target = _target_like("binary_cross_entropy_with_logits", logits, target, "logits")
     xp = array_namespace(logits, target)
     z = logits
     per_elem = xp.maximum(z, xp.zeros_like(z)) - z * target + xp.log1p(xp.exp(-xp.abs(z)))
@@ -311,8 +301,7 @@ def binary_cross_entropy_with_logits(logits: Array, target: Array) -> Array:
 def binary_cross_entropy_with_logits_backward(logits: Array, target: Array) -> Array:
     """Gradient of :func:`binary_cross_entropy_with_logits`: ``(sigmoid(z) - t) / N``.
     Shapes: (N, ...) -> (N, ...)."""
-    _check_same_shape("binary_cross_entropy_with_logits_backward", logits, target, "logits")
-    target = _numeric(target, logits)
+    target = _target_like("binary_cross_entropy_with_logits_backward", logits, target, "logits")
     return _batch_mean(sigmoid(logits) - target, logits.shape[0])
 
 
@@ -323,8 +312,7 @@ def mean_squared_error(pred: Array, target: Array) -> Array:
 
     Shapes: pred (N, ...), target same shape -> 0-d array.
     """
-    _check_same_shape("mean_squared_error", pred, target, "predictions")
-    target = _numeric(target, pred)
+    target = _target_like("mean_squared_error", pred, target, "predictions")
     xp = array_namespace(pred, target)
     diff = pred - target
     return _batch_mean(0.5 * xp.sum(diff * diff), pred.shape[0])
@@ -332,6 +320,5 @@ def mean_squared_error(pred: Array, target: Array) -> Array:
 
 def mean_squared_error_backward(pred: Array, target: Array) -> Array:
     """Gradient of :func:`mean_squared_error`: ``(pred - target) / N``. Shapes: (N, ...) -> (N, ...)."""
-    _check_same_shape("mean_squared_error_backward", pred, target)
-    target = _numeric(target, pred)
+    target = _target_like("mean_squared_error_backward", pred, target)
     return _batch_mean(pred - target, pred.shape[0])
