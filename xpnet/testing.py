@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from . import backend as _backend
+from . import gradcheck as _gradcheck
 from . import random as _random
 from .backend import Device, device_of, dtype_name, to_numpy
 
@@ -419,9 +420,7 @@ def check_layer_parity(
     _, _, ref_out, ref_dx, ref_grads, g_host = run(Device("numpy"), "float64", grad_out)
     again = to_numpy(run(Device("numpy"), "float64", g_host)[2])
     if again.shape != tuple(ref_out.shape) or not np.array_equal(again, to_numpy(ref_out)):
-        raise AssertionError(f"{owner}: forward is not reproducible: two evaluations at the same input differ; "
-                             f"draw random numbers from xpnet.random.generator()/xpnet.init and keep no state "
-                             f"across calls")
+        raise AssertionError(f"{owner}: {_gradcheck._NOT_REPRODUCIBLE}")
     ref_grads = {k: to_numpy(v) for k, v in ref_grads.items()}
     report = ParityReport()
     for dev in targets:
