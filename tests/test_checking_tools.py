@@ -410,3 +410,32 @@ def test_assert_close_takes_a_tolerance():
     with pytest.raises(AssertionError):
         xpnet.testing.assert_close(np.array([1.0, 2.0]), np.array([1.0, 2.001]), dtype="float64")
     xpnet.testing.assert_close(np.array([1.0, 2.0]), np.array([1.0, 2.001]), dtype="float64", rtol=1e-3)
+
+
+
+class RecordsNamespace(nn.Module):
+    """A parameterless layer that records, on its class, the namespace each forward ran on
+    (the tools check a deep copy, so an instance attribute would not reach the test)."""
+
+    seen: list = []
+
+    def forward(self, x):
+        RecordsNamespace.seen.append(x.__array_namespace__().__name__)
+        return x * 1.0
+
+    def backward(self, grad_out):
+        return grad_out * 1.0
+
+
+@pytest.mark.parametrize("tool", ["check_layer", "check_model"])
+def test_a_parameterless_module_is_checked_where_x_lives(tool):
+    strict = xpnet.backend.resolve_device("strict")
+    x = strict.asarray(X, dtype="float64")
+    RecordsNamespace.seen = []
+    if tool == "check_layer":
+        report = gradcheck.check_layer(RecordsNamespace(), x)
+    else:
+        report = gradcheck.check_model(nn.Sequential(RecordsNamespace()), "mse", x,
+                                       strict.asarray(np.ones(X.shape)))
+    report.raise_if_failed()
+    assert RecordsNamespace.seen and set(RecordsNamespace.seen) == {"array_api_strict"}

@@ -239,6 +239,12 @@ def _float64_copy(module: Any) -> Any:
     return clone.to(dtype="float64") if clone.parameters() else clone
 
 
+def _device_for(net: Any, x: Any) -> Any:
+    # A module without parameters has no device of its own: it is checked where x lives
+    # (the default device for host data), not silently on the default device.
+    return net.device or (device_of(x) if not isinstance(x, np.ndarray) else None)
+
+
 def _perturbing(param: Any, evaluate: Callable[[], float]) -> Callable[[Any], float]:
     def f(value: Any) -> float:
         saved = param.value
@@ -339,7 +345,7 @@ def check_layer(layer: Any, x: Any, *, grad_out: Any = None, h: float = 1e-6, rt
     _tolerances("check_layer", h, rtol, atol)
     seed = _validate.integer("check_layer", "seed", seed)
     net = _float64_copy(layer)
-    dev = net.device or (device_of(x) if not isinstance(x, np.ndarray) else None)
+    dev = _device_for(net, x)
     xd = asarray(x, dtype="float64", device=dev)
     x_host, x_given = to_numpy(xd).copy(), _copy(xd)
     with _random.preserved_state():
@@ -440,7 +446,8 @@ def check_model(model: Any, loss: Any, x: Any, y: Any, *, h: float = 1e-6, rtol:
         model: a :class:`xpnet.nn.Module` (e.g. a Sequential).
         loss: an :class:`xpnet.losses.Loss` or a name, as :func:`xpnet.fit` takes
             (``"cross_entropy"``, ``"bce"``, ``"mse"``).
-        x: inputs (N, ...); y: targets (labels (N,) or (N, K)).
+        x: inputs (N, ...), moved to the model's device (for a model without
+            parameters, checked where x lives); y: targets (labels (N,) or (N, K)).
         h: finite-difference step.
         rtol: relative tolerance.
         atol: absolute tolerance (the rounding floor of the module docstring is
@@ -457,7 +464,7 @@ def check_model(model: Any, loss: Any, x: Any, y: Any, *, h: float = 1e-6, rtol:
     _tolerances("check_model", h, rtol, atol)
     loss = _losses.get(loss)
     net = _float64_copy(model)
-    dev = net.device
+    dev = _device_for(net, x)
     xd = asarray(x, dtype="float64", device=dev)
     yd = asarray(y, device=dev) if not np.issubdtype(to_numpy(y).dtype, np.floating) else asarray(
         y, dtype="float64", device=dev)
