@@ -470,6 +470,52 @@ def test_fit_after_changing_the_model_uses_the_changed_model(change):
         np.testing.assert_allclose(runs["auto"][1][k], v, rtol=1e-10, atol=1e-13)
 
 
+class _ChangesTraining(xpnet.callbacks.Callback):
+    """A user's callback that changes, after the first epoch, something a built step freezes."""
+
+    def __init__(self, change):
+        self.change = change
+
+    def on_epoch_end(self, epoch, logs):
+        opt, model = self.run.optimizer, self.run.model
+        if epoch != 0:
+            return
+        if self.change == "momentum off":
+            opt.momentum = 0.0
+        elif self.change == "nesterov":
+            opt.nesterov = True
+        elif self.change == "weight decay":
+            opt.weight_decay = 0.01
+        elif self.change == "dropout rate":
+            model[3].p = 0.1
+        else:
+            model.append(nn.Tanh())
+
+
+@pytest.mark.parametrize("device", ["cpu", "jax"])
+@pytest.mark.parametrize("change", ["momentum off", "nesterov", "weight decay", "dropout rate", "appended layer"])
+def test_a_callback_that_changes_the_training_inside_fit_is_followed(device, change):
+    """A callback may change the optimizer's hyperparameters or the model between epochs
+    (a momentum schedule, fine-tuning): the compiled step kept training with what it had
+    frozen (JAX's trace the old momentum, NumPy's plan the old Dropout rate) while the
+    eager step followed the change."""
+    _available(device)
+    X, y = _data(5)
+    runs = {}
+    for compile in (False, "auto"):
+        with xpnet.using(device, dtype="float64"):
+            xpnet.seed(0)
+            model = _model(nn.ReLU, 0.5, 5)
+        opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        history = xpnet.fit(model, "cross_entropy", X, y, optimizer=opt, epochs=3, batch_size=BATCH, progress=False,
+                            seed=1, compile=compile, callbacks=[_ChangesTraining(change)])
+        assert history.params["compile"] == ("eager" if compile is False else "numpy" if device == "cpu" else "jax")
+        runs[compile] = history.history["loss"], {k: xpnet.to_numpy(v) for k, v in model.state_dict().items()}
+    np.testing.assert_allclose(runs["auto"][0], runs[False][0], rtol=1e-12)
+    for k, v in runs[False][1].items():
+        np.testing.assert_allclose(runs["auto"][1][k], v, rtol=1e-10, atol=1e-13)
+
+
 def test_compile_true_on_a_backend_without_a_compiled_step_raises():
     X, y = _data(5)
     with xpnet.using("strict", dtype="float64"):

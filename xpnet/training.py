@@ -42,6 +42,10 @@ from .history import History
 
 __all__ = ["fit", "evaluate", "fit_optimizer", "Run"]
 
+#: Callbacks that change nothing a built training step freezes (fit does not look for
+#: a new step after them); a subclass may, so the types must match exactly.
+_STEP_NEUTRAL_CALLBACKS = (_callbacks.EarlyStopping, _callbacks.ModelCheckpoint, _callbacks.LearningRateScheduler)
+
 
 @dataclass
 class Run:
@@ -366,11 +370,17 @@ def fit(
     else:
         step = _compile.cached_train_step(model, loss, optimizer, compile=compile, metrics=metric_fns,
                                           threshold=threshold)
+    # A callback of the user's may change what a built step has frozen (momentum, weight
+    # decay, a Dropout rate, the model's layers): after it runs, the step cache's key is
+    # looked at again. xpnet's own callbacks change nothing of that (a schedule sets
+    # only lr, which every step reads), and the look costs about what a digits step does.
+    recheck = not sync.sharded and any(type(cb) not in _STEP_NEUTRAL_CALLBACKS for cb in run.callbacks)
     if step.note:
         progress_bar.note(step.note)
     step.begin()
     history.params["compile"] = step.strategy
     compile_seconds = step.compile_seconds
+    earlier_steps_seconds = 0.0
     sum_dtype = device.dtype(model.dtype or _backend.default_dtype())
     # loss * batch size, then each metric's count, as 0-d device arrays; steps never
     # modify these in place, so each epoch starts again from the same zeros
@@ -417,11 +427,20 @@ def fit(
                     cb.on_epoch_end(epoch, logs)
                 if run.stop_training:
                     break
+                if recheck:
+                    fresh = _compile.cached_train_step(model, loss, optimizer, compile=compile, metrics=metric_fns,
+                                                       threshold=threshold)
+                    if fresh is not step:
+                        earlier_steps_seconds += step.compile_seconds - compile_seconds
+                        step, compile_seconds = fresh, fresh.compile_seconds
+                        if step.note:
+                            progress_bar.note(step.note)
+                        step.begin()
     except BaseException as error:
         sync.fail(error)  # under MPI: a fault the other ranks did not hear of ends the job
         raise
     finally:
-        history.params["compile_seconds"] = step.compile_seconds - compile_seconds
+        history.params["compile_seconds"] = earlier_steps_seconds + step.compile_seconds - compile_seconds
         progress_bar.close(finished=not history.interrupted)
         for cb in run.callbacks:
             cb.on_train_end(logs)
